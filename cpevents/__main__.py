@@ -1,0 +1,3 @@
+from cpevents.cli import app
+
+app(prog_name="cpevents")

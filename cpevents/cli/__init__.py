@@ -1,0 +1,18 @@
+"""The ``cpevents`` command line. Each component's commands live in a module of this package;
+this file only assembles them."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="cpevents",
+    help="Ctrl Plane Events: Avro events on Kafka, routed to tenants' webhooks, signed, retried.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+
+# Registration: one line per command module (imported for its side effect on `app`).
+from cpevents.cli import demo as _demo  # noqa: E402,F401
+from cpevents.cli import events as _events  # noqa: E402,F401
+from cpevents.cli import kafka as _kafka  # noqa: E402,F401

@@ -1,0 +1,310 @@
+"""A real Apache Kafka broker (KRaft, combined mode) run as a local JVM process from Maven jars.
+
+Used when no ``CPEVENTS_BOOTSTRAP_SERVERS`` is set and no Docker engine is reachable.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from cpevents.settings import Settings
+
+_POM_TEMPLATE = Path(__file__).with_name("pom.xml")
+_PR_SET_PDEATHSIG = 1
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be set up, started or reached."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _require_tool(name: str, install_hint: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BrokerError(
+            f"'{name}' is not on PATH; the local Kafka broker needs it. {install_hint}"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    # Several test sessions or CLI calls may resolve jars at once; Maven's local repo is not
+    # safe for concurrent writers, so serialise them.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_jars(settings: Settings) -> Path:
+    """The directory holding Kafka's jars, resolving them with Maven on first use."""
+    libs = settings.home / f"kafka-{settings.kafka_version}" / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    mvn = _require_tool("mvn", "Install Maven (Debian: apt-get install -y maven) and Java 17+.")
+    with _file_lock(settings.home / "jars.lock"):
+        if marker.exists():
+            return libs
+        pom = libs.parent / "pom.xml"
+        pom.parent.mkdir(parents=True, exist_ok=True)
+        pom.write_text(_POM_TEMPLATE.read_text().replace("KAFKA_VERSION", settings.kafka_version))
+        result = subprocess.run(
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise BrokerError(
+                f"Maven could not resolve Kafka {settings.kafka_version}:\n"
+                f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
+        marker.touch()
+    return libs
+
+
+def _java() -> str:
+    java = _require_tool(
+        "java", "Install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)."
+    )
+    version = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    major_text = version.split('"')[1].split(".")[0] if '"' in version else "0"
+    if not major_text.isdigit() or int(major_text) < 17:
+        raise BrokerError(f"Kafka 4 needs Java 17 or newer; found: {version.splitlines()[:1]}")
+    return java
+
+
+def _kafka_cluster_id() -> str:
+    # Kafka's Uuid text form: URL-safe base64 of 16 random bytes without padding.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _die_with_parent() -> None:
+    # Linux only: the JVM gets SIGTERM if the process that started it dies, so a killed test run
+    # leaves no orphan broker behind.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def is_ready(bootstrap_servers: str, timeout: float = 2.0) -> bool:
+    """True once the cluster answers a metadata request with at least one broker."""
+    # log_level 0: librdkafka would otherwise log every refused connection while Kafka boots.
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except Exception:
+        return False
+    return bool(metadata.brokers)
+
+
+@dataclass
+class LocalBroker:
+    """One KRaft broker+controller on loopback, with its data under ``data_dir``."""
+
+    settings: Settings
+    data_dir: Path
+    port: int
+    controller_port: int
+    tie_to_parent: bool = False
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+    def _write_config(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "server.properties"
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "logs"),
+            "num.partitions": str(self.settings.partitions),
+            "offsets.topic.replication.factor": "1",
+            # Fewer internal partitions: a single dev broker starts and rebalances faster.
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+            "log.cleaner.backoff.ms": "1000",
+        }
+        config.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+        (self.data_dir / "log4j2.properties").write_text(
+            "rootLogger.level = WARN\n"
+            "rootLogger.appenderRef.file.ref = file\n"
+            "appender.file.type = File\n"
+            "appender.file.name = file\n"
+            f"appender.file.fileName = {self.data_dir / 'kafka.log'}\n"
+            "appender.file.layout.type = PatternLayout\n"
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+        )
+        return config
+
+    def _java_command(self, libs: Path, main: str, *args: str) -> list[str]:
+        return [
+            _java(),
+            f"-Xmx{self.settings.kafka_heap}",
+            f"-Xms{self.settings.kafka_heap}" if main == "kafka.Kafka" else "-Xms64m",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1" if main != "kafka.Kafka" else "-XX:+UseStringDeduplication",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            "-Djava.awt.headless=true",
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
+        ]
+
+    def running_pid(self) -> int | None:
+        """The pid of this broker's JVM if it is alive."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"kafka.Kafka" not in cmdline.read_bytes():
+            return None
+        return pid
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Resolve jars, format storage (idempotent) and start the JVM; return once it serves."""
+        if self.running_pid() is not None:
+            return
+        libs = ensure_jars(self.settings)
+        config = self._write_config()
+        fmt = subprocess.run(
+            self._java_command(
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "--ignore-formatted",
+                "-t",
+                _kafka_cluster_id(),
+                "-c",
+                str(config),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+        out = (self.data_dir / "kafka.out").open("ab")
+        process = subprocess.Popen(
+            self._java_command(libs, "kafka.Kafka", str(config)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if self.tie_to_parent else None,
+        )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrokerError(
+                    f"Kafka exited with code {process.returncode}; "
+                    f"see {self.data_dir / 'kafka.out'}"
+                    f" and {self.data_dir / 'kafka.log'}"
+                )
+            if is_ready(self.bootstrap_servers, timeout=1.0):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise BrokerError(f"Kafka did not answer metadata requests within {timeout:.0f}s")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the JVM (SIGTERM, then SIGKILL after ``timeout``). False if it was not running."""
+        pid = self.running_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    # Reap our own child if it is one; otherwise probe with signal 0.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def default_broker(settings: Settings) -> LocalBroker:
+    """The broker ``cpevents kafka start`` manages: fixed ports, data under the home directory."""
+    return LocalBroker(
+        settings=settings,
+        data_dir=settings.home / "broker",
+        port=settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+    )

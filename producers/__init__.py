@@ -1,0 +1,1 @@
+"""Everything that writes events and webhook configs into Kafka."""

@@ -1,0 +1,1 @@
+"""The contract: Avro schemas, the event-type and topic catalogs, models and their serde."""

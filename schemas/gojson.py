@@ -1,0 +1,92 @@
+"""JSON text exactly as Go's ``encoding/json`` writes it.
+
+Ctrl Plane is written in Go; webhook bodies, HTTP ingest and replay output must be byte-identical
+to what its structs marshal, so signatures and diffs agree across languages. Go sorts map keys,
+writes no spaces, escapes ``<``, ``>``, ``&``, U+2028 and U+2029, and formats floats with the
+shortest round-trip digits in fixed notation unless the exponent is below -6 or at least 21.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+_HTML_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def _float(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"json: unsupported value: {value}")
+    magnitude = abs(value)
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        text = repr(value)
+        if "e" not in text:
+            text = f"{value:e}"
+        mantissa, exponent = text.split("e")
+        sign = exponent[0]
+        digits = exponent[1:].lstrip("0") or "0"
+        # Go keeps two exponent digits for large magnitudes ("1e+21") but trims "1e-07" to "1e-7".
+        if sign == "+":
+            digits = digits.rjust(2, "0")
+        return f"{mantissa}e{sign}{digits}"
+    text = format(Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False).translate(_HTML_ESCAPES))
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(_float(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        for index, key in enumerate(sorted(value)):
+            if index:
+                out.append(",")
+            _encode(key, out)
+            out.append(":")
+            _encode(value[key], out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"json: unsupported type: {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    """Marshal ``value`` as Go's ``json.Marshal`` would a ``map[string]any`` of it."""
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out)
+
+
+def dumps_ordered(fields: list[tuple[str, Any]]) -> str:
+    """Marshal a Go struct: fields in declaration order (maps inside are still sorted)."""
+    out: list[str] = ["{"]
+    for index, (key, value) in enumerate(fields):
+        if index:
+            out.append(",")
+        _encode(key, out)
+        out.append(":")
+        _encode(value, out)
+    out.append("}")
+    return "".join(out)

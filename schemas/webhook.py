@@ -1,0 +1,102 @@
+"""The Webhook model (a tenant's subscription) as stored on the compacted webhooks topic."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Self
+
+from schemas import ids
+from schemas.errors import ContractError
+from schemas.timestamps import format_rfc3339, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedSecret:
+    """One signing secret, encrypted. ``expires_at`` is set on the old one during rotation."""
+
+    ciphertext: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+    def __repr__(self) -> str:
+        return f"EncryptedSecret(created_at={self.created_at!r}, expires_at={self.expires_at!r})"
+
+    def active_at(self, moment: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > moment
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A tenant's endpoint and the event types (exact or wildcard) it receives."""
+
+    id: str
+    tenant_id: str
+    url: str
+    events: tuple[str, ...] = ()
+    active: bool = True
+    secrets: tuple[EncryptedSecret, ...] = ()
+    created_at: datetime = field(default_factory=utc_now)
+    updated_at: datetime = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        ids.check_id(self.id, ids.WEBHOOK, "id")
+        if not isinstance(self.tenant_id, str) or not self.tenant_id.strip():
+            raise ContractError("tenant_id", "must be a non-empty string")
+        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
+            raise ContractError("url", "must be an http:// or https:// URL")
+        object.__setattr__(self, "events", tuple(self.events))
+        object.__setattr__(self, "secrets", tuple(self.secrets))
+
+    def updated(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied and ``updated_at`` set to now."""
+        return replace(self, **changes, updated_at=utc_now())
+
+    def active_secrets(self, moment: datetime | None = None) -> list[EncryptedSecret]:
+        """The secrets to sign with now: the current one plus any inside a rotation overlap."""
+        moment = moment or utc_now()
+        return [secret for secret in self.secrets if secret.active_at(moment)]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The seed's Webhook JSON (the secret is never part of it)."""
+        return {
+            "id": self.id,
+            "created_at": format_rfc3339(self.created_at),
+            "updated_at": format_rfc3339(self.updated_at),
+            "tenant_id": self.tenant_id,
+            "url": self.url,
+            "events": list(self.events),
+            "active": self.active,
+        }
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "url": self.url,
+            "events": list(self.events),
+            "active": self.active,
+            "secrets": [
+                {"ciphertext": s.ciphertext, "created_at": s.created_at, "expires_at": s.expires_at}
+                for s in self.secrets
+            ],
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> Self:
+        return cls(
+            id=record["id"],
+            tenant_id=record["tenant_id"],
+            url=record["url"],
+            events=tuple(record["events"]),
+            active=record["active"],
+            secrets=tuple(
+                EncryptedSecret(s["ciphertext"], s["created_at"], s.get("expires_at"))
+                for s in record.get("secrets", [])
+            ),
+            created_at=record["created_at"],
+            updated_at=record["updated_at"],
+        )

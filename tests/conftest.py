@@ -1,0 +1,72 @@
+"""Shared fixtures. Integration tests get a real Kafka broker, resolved once per session:
+CPEVENTS_BOOTSTRAP_SERVERS if set, else Docker (testcontainers), else a local JVM broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cpevents.kafka.resolve import kafka_cluster
+from cpevents.kafka.topics import ensure_topics
+from cpevents.settings import Settings
+from schemas.secrets import generate_encryption_key
+
+TEST_RETRY_TIERS = ("50ms", "200ms", "500ms")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "integration":
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a real Kafka cluster for the whole test session."""
+    with kafka_cluster(Settings()) as servers:
+        yield servers
+
+
+def make_settings(kafka_bootstrap: str, **overrides: object) -> Settings:
+    """Settings for one test: its own topic prefix so tests never see each other's records."""
+    values: dict[str, object] = {
+        "bootstrap_servers": kafka_bootstrap,
+        "topic_prefix": f"t{uuid.uuid4().hex[:10]}.",
+        "schema_registry_url": f"mock://{uuid.uuid4().hex}",
+        "retry_tiers": TEST_RETRY_TIERS,
+        "partitions": 3,
+        "secret_key": generate_encryption_key(),
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str) -> Settings:
+    """Settings pointing at the session's broker, with the catalog's topics created."""
+    test_settings = make_settings(kafka_bootstrap)
+    ensure_topics(test_settings)
+    return test_settings
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for running ``cpevents`` subprocesses against the test's settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "CPEVENTS_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
+            "CPEVENTS_TOPIC_PREFIX": settings.topic_prefix,
+            "CPEVENTS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+            "CPEVENTS_SECRET_KEY": settings.secret_key.get_secret_value()
+            if settings.secret_key
+            else "",
+            "CPEVENTS_RETRY_TIERS": json.dumps(list(settings.retry_tiers)),
+        }
+    )
+    return env

@@ -1,0 +1,192 @@
+"""A live, in-memory view of a compacted topic (latest value per key), read from every partition.
+
+Used wherever a component needs the whole of a small keyed data set: the webhook configs
+(router, delivery, gateway), the attempt log (gateway) and the registry's ``_schemas``. It reads
+without a consumer group, so every process sees every partition, and it tails the topic in a
+background thread so that sync and asyncio code can both use it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from cpevents.kafka.clients import consumer_config
+from cpevents.settings import Settings
+
+V = TypeVar("V")
+
+# decode(message) -> (key, value); value None means "delete the key" (a tombstone).
+Decoder = Callable[[Message], tuple[str, V | None]]
+Listener = Callable[[str, V | None, V | None], None]
+
+
+class ViewError(RuntimeError):
+    """The view could not read its topic."""
+
+
+class CompactedTopicView(Generic[V]):
+    """Latest value per key of ``topic``. Start it, await ``wait_until_caught_up``, then read.
+
+    ``on_change(key, old, new)`` listeners run on the view's thread, in topic order, after the
+    view's dict is updated. Records the decoder rejects (it raises ValueError) are passed to
+    ``on_error`` and skipped: a bad record never stops the view.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        decode: Decoder[V],
+        on_error: Callable[[Message, Exception], None] | None = None,
+        poll_interval: float = 0.1,
+    ) -> None:
+        self._settings = settings
+        self.topic = topic
+        self._decode = decode
+        self._on_error = on_error
+        self._poll_interval = poll_interval
+        self._data: dict[str, V] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Listener[V]] = []
+        self._positions: dict[int, int] = {}
+        self._progress = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._targets: dict[int, int] = {}
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> V | None:
+        with self._lock:
+            return self._data.get(key)
+
+    def snapshot(self) -> dict[str, V]:
+        """A copy of the whole view."""
+        with self._lock:
+            return dict(self._data)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def add_listener(self, listener: Listener[V]) -> None:
+        """Call ``listener(key, old, new)`` for every later change."""
+        self._listeners.append(listener)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> CompactedTopicView[V]:
+        """Begin reading from the start of every partition in a background thread."""
+        consumer = Consumer(
+            consumer_config(
+                self._settings,
+                f"view-{uuid.uuid4().hex}",  # required by librdkafka; never used (no commits)
+                **{"enable.partition.eof": False, "fetch.wait.max.ms": 50},
+            )
+        )
+        metadata = consumer.list_topics(self.topic, timeout=30)
+        topic_meta = metadata.topics.get(self.topic)
+        if topic_meta is None or topic_meta.error is not None:
+            consumer.close()
+            raise ViewError(
+                f"topic {self.topic} is not available: {topic_meta and topic_meta.error}"
+            )
+        partitions = sorted(topic_meta.partitions)
+        for partition in partitions:
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=30
+            )
+            self._targets[partition] = high
+            self._positions[partition] = 0
+        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        self._thread = threading.Thread(
+            target=self._run, args=(consumer,), name=f"view:{self.topic}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wait_until_caught_up(self, timeout: float = 30.0) -> None:
+        """Block until every record that existed when ``start`` ran has been applied."""
+        self._wait(dict(self._targets), timeout)
+
+    def wait_for(self, partition: int, offset: int, timeout: float = 30.0) -> None:
+        """Block until the record at (``partition``, ``offset``) is applied (read-your-writes)."""
+        self._wait({partition: offset + 1}, timeout)
+
+    def _wait(self, targets: dict[int, int], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while True:
+                if self._failure is not None:
+                    raise ViewError(f"view of {self.topic} failed: {self._failure}")
+                if all(self._positions.get(p, 0) >= target for p, target in targets.items()):
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"view of {self.topic} did not reach {targets} in time")
+                self._progress.wait(remaining)
+
+    # -- the reader thread ---------------------------------------------------------------------
+
+    def _run(self, consumer: Consumer) -> None:
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(num_messages=500, timeout=self._poll_interval)
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        if not error.retriable():
+                            raise ViewError(error.str())
+                        continue
+                    self._apply(message)
+                self._advance(consumer)
+        except BaseException as exc:  # surfaced to waiters; the thread must not die silently
+            with self._progress:
+                self._failure = exc
+                self._progress.notify_all()
+        finally:
+            consumer.close()
+
+    def _advance(self, consumer: Consumer) -> None:
+        # The consumer's position also moves past records we never see (transaction markers,
+        # compacted gaps), which the high watermark counts; message offsets alone could stall.
+        positions = consumer.position(consumer.assignment())
+        with self._progress:
+            for tp in positions:
+                if tp.offset >= 0 and tp.partition is not None:
+                    self._positions[tp.partition] = max(self._positions[tp.partition], tp.offset)
+            self._progress.notify_all()
+
+    def _apply(self, message: Message) -> None:
+        try:
+            key, value = self._decode(message)
+        except ValueError as exc:
+            if self._on_error is not None:
+                self._on_error(message, exc)
+            key, value, skip = "", None, True
+        else:
+            skip = False
+        with self._progress:
+            old = None
+            if not skip:
+                old = self._data.pop(key, None) if value is None else self._data.get(key)
+                if value is not None:
+                    self._data[key] = value
+            self._positions[message.partition() or 0] = (message.offset() or 0) + 1
+        if not skip:
+            for listener in self._listeners:
+                listener(key, old, value)

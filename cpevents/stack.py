@@ -1,0 +1,238 @@
+"""The local-stack supervisor: Kafka plus every service as a child process, stopped together.
+
+This and the CLI are the only places that wire components together. Each service runs as
+``python -m cpevents <command>`` so it is exactly what an operator would run on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cpevents.kafka.local import BrokerError, default_broker, free_port, is_ready
+from cpevents.kafka.resolve import kafka_cluster
+from cpevents.kafka.topics import ensure_topics
+from cpevents.settings import Settings
+from schemas.secrets import generate_encryption_key
+
+ReadyCheck = Callable[[], bool]
+
+
+class StackError(RuntimeError):
+    """A service of the local stack failed to start."""
+
+
+def http_ok(url: str) -> ReadyCheck:
+    """Ready once ``url`` answers with a status below 500."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return int(response.status) < 500
+        except urllib.error.HTTPError as exc:
+            return exc.code < 500
+        except OSError:
+            return False
+
+    return check
+
+
+@dataclass
+class Service:
+    """One child process of the stack."""
+
+    name: str
+    args: list[str]
+    ready: ReadyCheck | None = None
+    url: str | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_path: Path | None = None
+
+    def log_tail(self, lines: int = 25) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    # Children must not outlive the supervisor, even if it is killed with SIGKILL.
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@dataclass
+class StackPorts:
+    registry: int
+    gateway: int
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        return cls(registry=free_port(), gateway=free_port())
+
+
+def dev_environment(settings: Settings, home: Path) -> dict[str, str]:
+    """Settings the dev stack fills in when the user has not: a persisted secret key and admin
+    token (so webhooks survive restarts) and loopback delivery allowed (the demo receivers)."""
+    home.mkdir(parents=True, exist_ok=True)
+    env: dict[str, str] = {}
+    if settings.secret_key is None:
+        env["CPEVENTS_SECRET_KEY"] = _persisted(home / "dev-secret.key", generate_encryption_key)
+    if settings.admin_token is None:
+        env["CPEVENTS_ADMIN_TOKEN"] = _persisted(
+            home / "dev-admin.token", lambda: "dev_" + os.urandom(16).hex()
+        )
+    env.setdefault("CPEVENTS_DELIVERY_ALLOWED_NETWORKS", '["127.0.0.0/8"]')
+    return env
+
+
+def _persisted(path: Path, make: Callable[[], str]) -> str:
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class LocalStack:
+    """Start Kafka (unless configured), create topics, start services; stop all on exit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: Callable[[Settings, StackPorts], list[Service]],
+        ports: StackPorts,
+        log_dir: Path,
+        extra_env: Mapping[str, str] | None = None,
+        ephemeral_kafka: bool = False,
+    ) -> None:
+        self.base_settings = settings
+        self.settings = settings
+        self._make_services = services
+        self.ports = ports
+        self.log_dir = log_dir
+        self._extra_env = dict(extra_env or {})
+        self._ephemeral_kafka = ephemeral_kafka
+        self.services: list[Service] = []
+        self._exit_stack = contextlib.ExitStack()
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self._extra_env)
+        env.update(
+            CPEVENTS_BOOTSTRAP_SERVERS=self.settings.bootstrap_servers or "",
+            CPEVENTS_SCHEMA_REGISTRY_URL=self.settings.schema_registry_url,
+            CPEVENTS_TOPIC_PREFIX=self.settings.topic_prefix,
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def start(self, on_progress: Callable[[str], None] = lambda _: None) -> None:
+        try:
+            servers = self._start_kafka(on_progress)
+            self.settings = self.base_settings.model_copy(
+                update={
+                    "bootstrap_servers": servers,
+                    "schema_registry_url": f"http://127.0.0.1:{self.ports.registry}",
+                    **{
+                        k.removeprefix("CPEVENTS_").lower(): v
+                        for k, v in self._extra_env.items()
+                        if k in ("CPEVENTS_ADMIN_TOKEN",)
+                    },
+                }
+            )
+            ensure_topics(self.settings)
+            on_progress("topics ready")
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            for service in self._make_services(self.settings, self.ports):
+                self._spawn(service)
+                self._await_ready(service)
+                on_progress(f"{service.name} ready" + (f" at {service.url}" if service.url else ""))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_kafka(self, on_progress: Callable[[str], None]) -> str:
+        if self.base_settings.bootstrap_servers:
+            on_progress(f"using Kafka at {self.base_settings.bootstrap_servers}")
+            return self.base_settings.bootstrap_servers
+        if self._ephemeral_kafka:
+            servers = self._exit_stack.enter_context(kafka_cluster(self.base_settings))
+            on_progress(f"Kafka ready at {servers}")
+            return servers
+        broker = default_broker(self.base_settings)
+        if is_ready(broker.bootstrap_servers):
+            on_progress(f"using the running Kafka at {broker.bootstrap_servers}")
+            return broker.bootstrap_servers
+        try:
+            broker.start()
+        except BrokerError as exc:
+            raise StackError(str(exc)) from None
+        self._exit_stack.callback(broker.stop)
+        on_progress(f"Kafka ready at {broker.bootstrap_servers}")
+        return broker.bootstrap_servers
+
+    def _spawn(self, service: Service) -> None:
+        service.log_path = self.log_dir / f"{service.name}.log"
+        log = service.log_path.open("ab")
+        service.process = subprocess.Popen(
+            [sys.executable, "-m", "cpevents", *service.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        self.services.append(service)
+
+    def _await_ready(self, service: Service, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        assert service.process is not None
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise StackError(
+                    f"{service.name} exited with code {service.process.returncode}:\n"
+                    f"{service.log_tail()}"
+                )
+            if service.ready is None or service.ready():
+                return
+            time.sleep(0.2)
+        raise StackError(f"{service.name} not ready after {timeout:.0f}s:\n{service.log_tail()}")
+
+    def dead_services(self) -> list[Service]:
+        """Services whose process has exited."""
+        return [s for s in self.services if s.process is not None and s.process.poll() is not None]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM every service (last started first), SIGKILL what is left, then stop Kafka."""
+        for service in reversed(self.services):
+            if service.process is not None and service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for service in reversed(self.services):
+            if service.process is None:
+                continue
+            try:
+                service.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait()
+        self.services.clear()
+        self._exit_stack.close()
+
+    @contextlib.contextmanager
+    def running(self, on_progress: Callable[[str], None] = lambda _: None) -> Iterator[LocalStack]:
+        self.start(on_progress)
+        try:
+            yield self
+        finally:
+            self.stop()

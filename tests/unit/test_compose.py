@@ -1,0 +1,87 @@
+"""docker-compose.yml and the Dockerfile cannot run here (no Docker engine), so check what can be
+checked: every service's command exists in the CLI with those options, ports agree with the
+commands, environment names are real settings, dependencies and volumes resolve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import typer.main
+import yaml
+
+from cpevents.cli import app
+from cpevents.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+OUR_SERVICES = {name: s for name, s in SERVICES.items() if s.get("image", "").startswith("ctrlplane")}
+
+
+def _resolve(argv: list[str]) -> tuple[click.Command, list[str]]:
+    command: click.Command = typer.main.get_command(app)
+    rest = list(argv)
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        sub = command.get_command(click.Context(command), rest[0])
+        assert sub is not None, f"`cpevents {' '.join(argv)}`: no command {rest[0]!r}"
+        command, rest = sub, rest[1:]
+    return command, rest
+
+
+def test_our_services_are_all_there() -> None:
+    assert {"registry", "gateway", "streams", "delivery", "topics"} <= set(OUR_SERVICES)
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:4.")
+    assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+@pytest.mark.parametrize("name", sorted(OUR_SERVICES))
+def test_service_command_exists_in_the_cli(name: str) -> None:
+    command, rest = _resolve(OUR_SERVICES[name]["command"])
+    assert not isinstance(command, click.Group), f"{name}: command is a group, not a command"
+    options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    flags = [arg for arg in rest if arg.startswith("--")]
+    assert set(flags) <= options, f"{name}: unknown options {set(flags) - options}"
+
+
+@pytest.mark.parametrize("name", sorted(OUR_SERVICES))
+def test_published_ports_match_the_commands(name: str) -> None:
+    service = OUR_SERVICES[name]
+    command = service["command"]
+    for mapping in service.get("ports", []):
+        container_port = mapping.split(":")[-1]
+        assert "--port" in command and command[command.index("--port") + 1] == container_port
+        assert command[command.index("--host") + 1] == "0.0.0.0"
+
+
+def test_environment_names_are_settings() -> None:
+    fields = {f"CPEVENTS_{name.upper()}" for name in Settings.model_fields}
+    for name, service in OUR_SERVICES.items():
+        unknown = set(service["environment"]) - fields
+        assert not unknown, f"{name}: {unknown} are not settings"
+    env = next(iter(OUR_SERVICES.values()))["environment"]
+    assert env["CPEVENTS_BOOTSTRAP_SERVERS"].startswith("kafka:")
+    advertised = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"PLAINTEXT://{env['CPEVENTS_BOOTSTRAP_SERVERS']}" in advertised
+    assert env["CPEVENTS_SCHEMA_REGISTRY_URL"] == "http://registry:8081"
+
+
+def test_dependencies_volumes_and_health_checks() -> None:
+    for name, service in SERVICES.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[dependency], f"{dependency} has no healthcheck"
+    for name in ("gateway", "streams", "delivery"):
+        assert "topics" in SERVICES[name]["depends_on"]
+    volume = SERVICES["kafka"]["volumes"][0].split(":")[0]
+    assert volume in COMPOSE["volumes"]
+
+
+def test_dockerfile_copies_every_package_and_runs_the_cli() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in ("schemas", "producers", "streams", "delivery", "cpevents"):
+        assert f"COPY {package} ./{package}" in dockerfile
+    assert 'ENTRYPOINT ["cpevents"]' in dockerfile

@@ -127,6 +127,11 @@ class Topics:
     def events_dlt(self) -> str:
         return f"{self.prefix}events.dlt"
 
+    @property
+    def bus_dlt(self) -> str:
+        """Where KafkaBus parks events whose handler kept failing."""
+        return f"{self.prefix}bus.dlt"
+
     def specs(self, default_partitions: int) -> list[TopicSpec]:
         """Every topic of the catalog with its partitions and config, placeholders expanded."""
         specs: list[TopicSpec] = []

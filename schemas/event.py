@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Self
@@ -13,6 +14,8 @@ from schemas import gojson, ids
 from schemas.catalog import SUBSYSTEM_OF, EventType, parse_event_type
 from schemas.errors import ContractError
 from schemas.timestamps import format_rfc3339, parse_rfc3339, to_utc, utc_now
+
+_TRUSTED_PAYLOAD: ContextVar[bool] = ContextVar("trusted_payload", default=False)
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
@@ -69,7 +72,8 @@ class Event:
             ids.check_id(self.instance_id, ids.INSTANCE, "instance_id")
         if self.actor_id is not None and not isinstance(self.actor_id, str):
             raise ContractError("actor_id", "must be a string")
-        object.__setattr__(self, "payload", check_json_object(self.payload))
+        if not _TRUSTED_PAYLOAD.get():
+            object.__setattr__(self, "payload", check_json_object(self.payload))
         object.__setattr__(self, "timestamp", to_utc(self.timestamp, "timestamp"))
 
     @classmethod
@@ -179,15 +183,27 @@ class Event:
     def from_avro(cls, record: Mapping[str, Any]) -> Self:
         """Build an event from a decoded Avro ``Event`` record (payload text parsed and checked)."""
         try:
-            payload = json.loads(record["payload"] or "{}")
+            payload = json.loads(record["payload"] or "{}", parse_constant=_reject_constant)
         except ValueError as exc:
             raise ContractError("payload", f"is not valid JSON text ({exc})") from None
-        return cls(
-            id=record["id"],
-            type=parse_event_type(record["type"]),
-            tenant_id=record["tenant_id"],
-            instance_id=record.get("instance_id"),
-            actor_id=record.get("actor_id"),
-            payload=payload,
-            timestamp=record["timestamp"],
-        )
+        if not isinstance(payload, dict):
+            raise ContractError("payload", f"must be a JSON object, got {type(payload).__name__}")
+        # Freshly parsed JSON is already a private, JSON-only object: skip the deep copy that
+        # __post_init__ makes of caller-supplied payloads (this runs for every consumed record).
+        token = _TRUSTED_PAYLOAD.set(True)
+        try:
+            return cls(
+                id=record["id"],
+                type=parse_event_type(record["type"]),
+                tenant_id=record["tenant_id"],
+                instance_id=record.get("instance_id"),
+                actor_id=record.get("actor_id"),
+                payload=payload,
+                timestamp=record["timestamp"],
+            )
+        finally:
+            _TRUSTED_PAYLOAD.reset(token)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Final
 
@@ -23,10 +24,19 @@ def new_id(prefix: str) -> str:
     return str(TypeID(prefix=prefix))
 
 
+# TypeID text: a lowercase prefix, "_", then 26 Crockford base32 characters whose first is 0-7
+# (so the value fits 128 bits). Checked with a regex first because ids are validated on every
+# decoded record; the library is only consulted to explain a failure.
+_TYPEID = re.compile(r"([a-z](?:[a-z_]{0,61}[a-z])?)_[0-7][0-9a-hjkmnp-tv-z]{25}")
+
+
 def check_id(value: str, prefix: str, field: str) -> str:
     """Return ``value`` if it is a TypeID with ``prefix``; raise ContractError naming ``field``."""
     if not isinstance(value, str) or not value:
         raise ContractError(field, f"must be a TypeID with prefix '{prefix}_'")
+    match = _TYPEID.fullmatch(value)
+    if match is not None and match.group(1) == prefix:
+        return value
     try:
         parsed = TypeID.from_string(value)
     except Exception as exc:  # typeid raises several exception types for malformed input

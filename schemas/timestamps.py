@@ -28,10 +28,10 @@ def to_utc(value: datetime, field: str) -> datetime:
 
 def format_rfc3339(value: datetime) -> str:
     """Go's ``time.Time`` JSON form: RFC 3339, trailing fractional zeros dropped, ``Z`` for UTC."""
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += "." + f"{value.microsecond:06d}".rstrip("0")
+    v = value.astimezone(UTC)
+    text = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+    if v.microsecond:
+        text += "." + f"{v.microsecond:06d}".rstrip("0")
     return text + "Z"
 
 

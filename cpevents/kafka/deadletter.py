@@ -92,3 +92,52 @@ def parse_dead_letter(headers: Sequence[tuple[str, bytes | None]] | None) -> Dea
             if key.startswith("dlt-") and key not in known
         },
     )
+
+
+# Headers a redrive removes: the dead-letter ones and any retry bookkeeping (``retry-*``), so the
+# record starts over as if it were new.
+REDRIVE_STRIPPED_PREFIXES: tuple[str, ...] = ("dlt-", "retry-")
+
+
+@dataclass(frozen=True)
+class Redrive:
+    """A record to produce to send a dead letter back for another try."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: HeaderList
+
+
+def redrive_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    topic: str | None = None,
+    strip_prefixes: Sequence[str] = REDRIVE_STRIPPED_PREFIXES,
+) -> Redrive:
+    """What to produce to redrive a dead-letter record with ``key``, ``value`` and ``headers``.
+
+    The key and value are returned untouched. ``topic`` defaults to the record's original
+    topic (``dlt-original-topic``); callers whose retries start elsewhere pass their own (the
+    delivery worker's redrive targets the first retry tier). Headers whose name starts with one
+    of ``strip_prefixes`` are dropped, the others kept in order. Raises ValueError if no topic
+    is given and the record does not name its original topic.
+    """
+    target = topic or parse_dead_letter(headers).original_topic
+    if not target:
+        raise ValueError(f"topic: none given and the record has no {ORIGINAL_TOPIC} header")
+    kept = [
+        (name, value_ or b"")
+        for name, value_ in headers or []
+        if not name.startswith(tuple(strip_prefixes))
+    ]
+    return Redrive(topic=target, key=key, value=value, headers=kept)
+
+
+def message_headers(message: Message) -> HeaderList:
+    """A consumed message's headers as a list of (name, bytes) pairs."""
+    return [
+        (key, value.encode() if isinstance(value, str) else value or b"")
+        for key, value in _header_pairs(message)
+    ]

@@ -76,6 +76,11 @@ class CompactedTopicView(Generic[V]):
         with self._lock:
             return len(self._data)
 
+    def position(self, partition: int) -> int:
+        """The offset up to which ``partition`` is applied (every record before it is)."""
+        with self._lock:
+            return self._positions.get(partition, 0)
+
     def add_listener(self, listener: Listener[V]) -> None:
         """Call ``listener(key, old, new)`` for every later change."""
         self._listeners.append(listener)
@@ -186,7 +191,11 @@ class CompactedTopicView(Generic[V]):
                 old = self._data.pop(key, None) if value is None else self._data.get(key)
                 if value is not None:
                     self._data[key] = value
-            self._positions[message.partition() or 0] = (message.offset() or 0) + 1
         if not skip:
             for listener in self._listeners:
                 listener(key, old, value)
+        # Progress is published after the listeners ran, so a waiter (wait_for,
+        # wait_until_caught_up) also sees every derived state (e.g. an index) up to date.
+        with self._progress:
+            self._positions[message.partition() or 0] = (message.offset() or 0) + 1
+            self._progress.notify_all()

@@ -71,6 +71,7 @@ def test_specs_expand_subsystems_and_tiers_with_their_policies() -> None:
         "p.deliveries.dlt",
         "p.webhook-deliveries",
         "p.events.dlt",
+        "p.bus.dlt",
     }
     assert specs["p.webhooks"].config["cleanup.policy"] == "compact"
     assert specs["p.webhooks"].partitions == 1

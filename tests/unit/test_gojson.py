@@ -40,3 +40,32 @@ def test_non_json_values_are_refused() -> None:
         dumps(math.inf)
     with pytest.raises(TypeError):
         dumps({"a": object()})
+
+
+def test_fast_and_exact_paths_agree() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from schemas.gojson import _encode
+
+    json_values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=5), children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(st.text(max_size=8), json_values, max_size=5))
+    def check(value: dict[str, object]) -> None:
+        exact: list[str] = []
+        _encode(value, exact)
+        assert dumps(value) == "".join(exact)
+
+    check()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import uuid
 
 import pytest
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
+from schemas.avro import schema_str
 from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.ids import delivery_id, new_id
@@ -87,14 +91,45 @@ def test_undecodable_bytes_raise_decode_error_with_reason(
 def test_record_breaking_the_contract_is_a_decode_error(serde: Serde) -> None:
     event: Event = sample_events()[0]
     record = event.to_avro() | {"type": "instance.exploded"}
-    raw = serde.events._serializer  # encode a bad record through the real serializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    class Raw:
-        def to_avro(self) -> dict[str, object]:
-            return record
-
-    data = raw(Raw(), SerializationContext("t", MessageField.VALUE))
+    data = _confluent_serializer(serde, "Event")(
+        record, SerializationContext("t", MessageField.VALUE)
+    )
     with pytest.raises(DecodeError) as info:
         serde.events.decode(data, "t")
     assert "unknown event type" in info.value.reason
+
+
+def _confluent_serializer(serde: Serde, name: str) -> AvroSerializer:
+    return AvroSerializer(serde.client, schema_str(name), conf={"auto.register.schemas": True})
+
+
+def test_bytes_are_identical_to_confluent_serializers_both_ways(serde: Serde) -> None:
+    """Our fastavro path writes exactly what confluent-kafka's AvroSerializer writes, and reads
+    what it wrote; any Confluent-style client therefore interoperates."""
+    event = sample_events()[0]
+    ctx = SerializationContext("ctrlplane.events.instance", MessageField.VALUE)
+    theirs = _confluent_serializer(serde, "Event")(event.to_avro(), ctx)
+    ours = serde.events.encode(event, "ctrlplane.events.instance")
+    assert ours == theirs
+    assert serde.events.decode(theirs, "ctrlplane.events.instance") == event
+    decoded = AvroDeserializer(serde.client)(ours, ctx)
+    assert Event.from_avro(decoded) == event
+
+
+def test_records_of_an_older_schema_version_are_resolved(serde: Serde) -> None:
+    older = json.loads(schema_str("Event"))
+    older["fields"] = [f for f in older["fields"] if f["name"] != "actor_id"]
+    event = sample_events()[3]
+    record = {k: v for k, v in event.to_avro().items() if k != "actor_id"}
+    data = AvroSerializer(serde.client, json.dumps(older))(
+        record, SerializationContext("old", MessageField.VALUE)
+    )
+    assert serde.events.decode(data, "old") == event
+
+
+def test_unknown_schema_id_and_trailing_bytes_are_decode_errors(serde: Serde) -> None:
+    with pytest.raises(DecodeError, match="not in the registry"):
+        serde.events.decode(b"\x00\x00\x00\x03\xe7" + b"\x00" * 8, "t")
+    good = serde.events.encode(sample_events()[0], "t")
+    with pytest.raises(DecodeError, match="trailing"):
+        serde.events.decode(good + b"\x00", "t")

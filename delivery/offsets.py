@@ -1,0 +1,46 @@
+"""Which offset of a partition is safe to commit while many of its records are in flight."""
+
+from __future__ import annotations
+
+import heapq
+
+
+class PartitionProgress:
+    """Offsets started and finished on one partition (for one assignment of it).
+
+    Records finish out of order; the committable offset is the lowest unfinished one, or one
+    past the highest started when none is unfinished, so a crash never skips unfinished work.
+    """
+
+    def __init__(self) -> None:
+        self._unfinished: set[int] = set()
+        self._heap: list[int] = []
+        self._next: int | None = None
+        self.committed: int | None = None
+
+    def start(self, offset: int) -> None:
+        self._unfinished.add(offset)
+        heapq.heappush(self._heap, offset)
+        self._next = offset + 1 if self._next is None else max(self._next, offset + 1)
+
+    def finish(self, offset: int) -> None:
+        self._unfinished.discard(offset)
+        while self._heap and self._heap[0] not in self._unfinished:
+            heapq.heappop(self._heap)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._unfinished)
+
+    def committable(self) -> int | None:
+        """The offset to commit now (the next record to read after a restart), if any."""
+        if self._heap:
+            return self._heap[0]
+        return self._next
+
+    def to_commit(self) -> int | None:
+        """``committable()`` if it moved past the last commit, else None."""
+        offset = self.committable()
+        if offset is None or (self.committed is not None and offset <= self.committed):
+            return None
+        return offset

@@ -1,0 +1,80 @@
+"""Headers a task carries through the retry tiers (all prefixed ``retry-``).
+
+A redrive strips them (``cpevents.kafka.deadletter.redrive_record``), so a redriven task starts
+a fresh ladder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+ATTEMPT = "retry-attempt"
+NOT_BEFORE = "retry-not-before"
+ORIGINAL_TOPIC = "retry-original-topic"
+ORIGINAL_PARTITION = "retry-original-partition"
+ORIGINAL_OFFSET = "retry-original-offset"
+LAST_ERROR = "retry-last-error"
+LAST_STATUS = "retry-last-status"
+PREFIX = "retry-"
+
+# A header value is bounded: endpoints control error texts.
+_MAX_ERROR = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RetryState:
+    """What earlier attempts left on a task: attempts made, due time (epoch ms), first home."""
+
+    attempts: int = 0
+    not_before_ms: int = 0
+    original_topic: str | None = None
+    original_partition: int = -1
+    original_offset: int = -1
+    last_error: str | None = None
+    last_status: int = 0
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        values = [
+            (ATTEMPT, str(self.attempts)),
+            (NOT_BEFORE, str(self.not_before_ms)),
+            (ORIGINAL_TOPIC, self.original_topic or ""),
+            (ORIGINAL_PARTITION, str(self.original_partition)),
+            (ORIGINAL_OFFSET, str(self.original_offset)),
+            (LAST_STATUS, str(self.last_status)),
+        ]
+        if self.last_error:
+            values.append((LAST_ERROR, self.last_error[:_MAX_ERROR]))
+        return [(name, value.encode()) for name, value in values]
+
+
+def parse_retry_state(headers: Sequence[tuple[str, bytes | None]] | None) -> RetryState:
+    """The retry state in ``headers``; missing or malformed values fall back to a fresh task."""
+    values = {
+        name: (value or b"").decode(errors="replace")
+        for name, value in headers or []
+        if name.startswith(PREFIX)
+    }
+
+    def number(name: str, default: int) -> int:
+        try:
+            return int(values[name])
+        except (KeyError, ValueError):
+            return default
+
+    return RetryState(
+        attempts=max(number(ATTEMPT, 0), 0),
+        not_before_ms=number(NOT_BEFORE, 0),
+        original_topic=values.get(ORIGINAL_TOPIC) or None,
+        original_partition=number(ORIGINAL_PARTITION, -1),
+        original_offset=number(ORIGINAL_OFFSET, -1),
+        last_error=values.get(LAST_ERROR) or None,
+        last_status=number(LAST_STATUS, 0),
+    )
+
+
+def without_retry_headers(
+    headers: Sequence[tuple[str, bytes | None]] | None,
+) -> list[tuple[str, bytes]]:
+    """``headers`` minus the retry ones (the record's own headers survive the ladder)."""
+    return [(name, value or b"") for name, value in headers or [] if not name.startswith(PREFIX)]

@@ -1,0 +1,113 @@
+"""One HTTP attempt: a signed POST through a pooled aiohttp session with the SSRF guard."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from cpevents.settings import Settings
+from delivery.outcome import Outcome, Verdict, classify_error, classify_status
+from delivery.ssrf import BlockedAddressError, GuardedResolver, check_url, parse_networks
+
+USER_AGENT = "cpevents-delivery/0.1 (Standard Webhooks)"
+_ERROR_EXCERPT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one attempt got: the HTTP status (0 without a response), the verdict, its time."""
+
+    status: int
+    outcome: Outcome
+    duration_ms: float
+
+
+def endpoint_key(url: str) -> str:
+    """The endpoint a URL belongs to for limits and the breaker: scheme, host and port."""
+    parsed = URL(url)
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+
+
+class Sender:
+    """Posts bodies to endpoints. Use as ``async with Sender(settings) as sender``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._allowed = parse_networks(settings.delivery_allowed_networks)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Sender:
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(self._allowed),
+            limit=self._settings.delivery_concurrency,
+            # The worker limits requests per endpoint itself, outside the attempt's timeout;
+            # a pool limit here would make queued requests time out while waiting.
+            limit_per_host=0,
+            ttl_dns_cache=10,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=self._settings.delivery_timeout,
+                sock_connect=self._settings.delivery_connect_timeout,
+            ),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # one tenant's cookies must not reach another
+        )
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
+        """POST ``body``; never raises for the endpoint's behaviour, only reports it."""
+        assert self._session is not None, "use Sender as an async context manager"
+        started = time.perf_counter()
+        try:
+            check_url(url, self._allowed)
+            async with self._session.post(
+                url,
+                data=body,
+                headers={"content-type": "application/json", "user-agent": USER_AGENT, **headers},
+                allow_redirects=False,
+            ) as response:
+                excerpt = await self._read_capped(response)
+                outcome = classify_status(
+                    response.status,
+                    response.headers.get("Retry-After"),
+                    self._settings.delivery_retry_after_cap,
+                )
+                if outcome.verdict is not Verdict.DELIVERED and excerpt:
+                    outcome = Outcome(
+                        outcome.verdict, f"{outcome.reason}: {excerpt}", outcome.retry_after
+                    )
+                status = response.status
+        except BlockedAddressError as exc:
+            outcome = Outcome(Verdict.DEAD_LETTER, f"refused by the SSRF guard: {exc}")
+            status = 0
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+                outcome = Outcome(
+                    Verdict.RETRY, f"timeout after {self._settings.delivery_timeout}s"
+                )
+            else:
+                outcome = classify_error(exc)
+            status = 0
+        return AttemptResult(status, outcome, (time.perf_counter() - started) * 1000)
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> str:
+        # Read at most the cap so a huge or endless body cannot hold memory or the slot.
+        cap = self._settings.delivery_max_response_bytes
+        received = bytearray()
+        while len(received) < cap:
+            chunk = await response.content.read(cap - len(received))
+            if not chunk:
+                break
+            received.extend(chunk)
+        return received[:_ERROR_EXCERPT].decode(errors="replace").strip()

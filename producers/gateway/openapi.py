@@ -1,0 +1,322 @@
+"""The OpenAPI 3.1 document of the gateway, served at ``/openapi.json``.
+
+Kept next to the handlers it describes; a schemathesis test drives the server from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from producers.gateway.validation import MAX_BATCH, MAX_LIST_LIMIT, MAX_URL_LENGTH
+from schemas.catalog import EventType
+from schemas.delivery import DeliveryStatus
+
+_TYPES = [str(t) for t in EventType]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": "Problem details naming the field",
+            "content": {"application/problem+json": {"schema": _ref("Problem")}},
+        }
+        for status in statuses
+    }
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_TENANT_QUERY = {
+    "name": "tenant_id",
+    "in": "query",
+    "required": False,
+    "description": "Admin only: limit to one tenant (a tenant token always sees its own)",
+    "schema": {"type": "string"},
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "field": {"type": "string", "description": "The offending field or header"},
+        },
+    },
+    "EventIn": {
+        "type": "object",
+        "description": "Ctrl Plane's event JSON; id and timestamp are assigned when left out",
+        "required": ["type", "tenant_id"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "description": "TypeID evt_…"},
+            "type": {"type": "string", "enum": _TYPES},
+            "tenant_id": {"type": "string", "minLength": 1},
+            "instance_id": {"type": "string", "description": "TypeID inst_…"},
+            "actor_id": {"type": "string"},
+            "payload": {"type": "object"},
+            "timestamp": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["ids"],
+        "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
+    },
+    "WebhookCreate": {
+        "type": "object",
+        "required": ["url"],
+        "additionalProperties": False,
+        "properties": {
+            "tenant_id": {"type": "string", "minLength": 1, "description": "Default: the token's"},
+            "url": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
+            "events": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Types, '<prefix>.*' or '*'; empty means every event",
+            },
+            "active": {"type": "boolean"},
+        },
+    },
+    "WebhookUpdate": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "active": {"type": "boolean"},
+        },
+    },
+    "Webhook": {
+        "type": "object",
+        "required": ["id", "created_at", "updated_at", "tenant_id", "url", "events", "active"],
+        "properties": {
+            "id": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "tenant_id": {"type": "string"},
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "active": {"type": "boolean"},
+        },
+    },
+    "WebhookWithSecret": {
+        "allOf": [
+            _ref("Webhook"),
+            {
+                "type": "object",
+                "required": ["secret"],
+                "properties": {
+                    "secret": {"type": "string", "description": "Shown only in this answer"}
+                },
+            },
+        ]
+    },
+    "WebhookList": {
+        "type": "object",
+        "required": ["webhooks"],
+        "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}},
+    },
+    "Delivery": {
+        "type": "object",
+        "required": [
+            "id",
+            "created_at",
+            "updated_at",
+            "webhook_id",
+            "event_id",
+            "tenant_id",
+            "status",
+            "status_code",
+            "attempts",
+            "duration_ms",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "webhook_id": {"type": "string"},
+            "event_id": {"type": "string"},
+            "tenant_id": {"type": "string"},
+            "status": {"type": "string", "enum": [str(s) for s in DeliveryStatus]},
+            "status_code": {"type": "integer"},
+            "attempts": {"type": "integer"},
+            "duration_ms": {"type": "number"},
+            "next_retry": {"type": "string", "format": "date-time"},
+            "error": {"type": "string"},
+        },
+    },
+    "DeliveryList": {
+        "type": "object",
+        "required": ["deliveries"],
+        "properties": {"deliveries": {"type": "array", "items": _ref("Delivery")}},
+    },
+    "Requeued": {
+        "type": "object",
+        "required": ["id", "requeued"],
+        "properties": {"id": {"type": "string"}, "requeued": {"type": "boolean"}},
+    },
+}
+
+_WRITE_PROBLEMS = (400, 401, 403, 413, 415, 422, 503)
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Ctrl Plane Events gateway",
+            "version": "1",
+            "description": "Event ingest, webhook configuration and delivery queries. "
+            "Errors are RFC 7807 problem documents naming the field.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/events": {
+                "post": {
+                    "operationId": "publishEvents",
+                    "summary": "Publish one event or a batch; 202 once Kafka acknowledged",
+                    "requestBody": {
+                        "required": True,
+                        **_json(
+                            {
+                                "oneOf": [
+                                    _ref("EventIn"),
+                                    {
+                                        "type": "array",
+                                        "items": _ref("EventIn"),
+                                        "minItems": 1,
+                                        "maxItems": MAX_BATCH,
+                                    },
+                                ]
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "202": {"description": "Stored in Kafka", **_json(_ref("Accepted"))},
+                        **_problems(*_WRITE_PROBLEMS),
+                    },
+                }
+            },
+            "/v1/webhooks": {
+                "get": {
+                    "operationId": "listWebhooks",
+                    "parameters": [_TENANT_QUERY],
+                    "responses": {
+                        "200": {"description": "Webhooks", **_json(_ref("WebhookList"))},
+                        **_problems(400, 401, 403, 422),
+                    },
+                },
+                "post": {
+                    "operationId": "createWebhook",
+                    "requestBody": {"required": True, **_json(_ref("WebhookCreate"))},
+                    "responses": {
+                        "201": {"description": "Created", **_json(_ref("WebhookWithSecret"))},
+                        **_problems(*_WRITE_PROBLEMS),
+                    },
+                },
+            },
+            "/v1/webhooks/{id}": {
+                "parameters": [_ID],
+                "get": {
+                    "operationId": "getWebhook",
+                    "responses": {
+                        "200": {"description": "The webhook", **_json(_ref("Webhook"))},
+                        **_problems(401, 404),
+                    },
+                },
+                "patch": {
+                    "operationId": "updateWebhook",
+                    "requestBody": {"required": True, **_json(_ref("WebhookUpdate"))},
+                    "responses": {
+                        "200": {"description": "Updated", **_json(_ref("Webhook"))},
+                        **_problems(400, 401, 404, 413, 415, 422, 503),
+                    },
+                },
+                "delete": {
+                    "operationId": "deleteWebhook",
+                    "responses": {
+                        "204": {"description": "Deleted"},
+                        **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/webhooks/{id}/rotate-secret": {
+                "parameters": [_ID],
+                "post": {
+                    "operationId": "rotateWebhookSecret",
+                    "summary": "New secret; the old one stays valid for the configured overlap",
+                    "responses": {
+                        "200": {"description": "Rotated", **_json(_ref("WebhookWithSecret"))},
+                        **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/deliveries": {
+                "get": {
+                    "operationId": "listDeliveries",
+                    "parameters": [
+                        _TENANT_QUERY,
+                        {"name": "event_id", "in": "query", "schema": {"type": "string"}},
+                        {"name": "webhook_id", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": [str(s) for s in DeliveryStatus]},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT},
+                        },
+                    ],
+                    "responses": {
+                        "200": {"description": "Deliveries", **_json(_ref("DeliveryList"))},
+                        **_problems(400, 401, 403, 422),
+                    },
+                }
+            },
+            "/v1/deliveries/{id}/retry": {
+                "parameters": [_ID],
+                "post": {
+                    "operationId": "retryDelivery",
+                    "summary": "Send a dead-lettered delivery back to the delivery queue",
+                    "responses": {
+                        "202": {"description": "Re-enqueued", **_json(_ref("Requeued"))},
+                        **_problems(401, 404, 409, 503),
+                    },
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "security": [],
+                    "responses": {"200": {"description": "Serving", **_json({"type": "object"})}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "This document", **_json({"type": "object"})}
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

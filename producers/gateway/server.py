@@ -1,0 +1,313 @@
+"""The aiohttp application: routes, handlers and the problem middleware.
+
+Handlers only glue the pure parts (auth, validation, webhook_ops, queries) to the Kafka I/O
+(stores, AsyncProducer); a bad request is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from cpevents.kafka.clients import producer_config
+from cpevents.settings import Settings
+from producers.async_producer import AsyncProducer, PublishError, Record
+from producers.gateway import openapi
+from producers.gateway.auth import Principal, TokenAuth
+from producers.gateway.problems import PROBLEM_CONTENT_TYPE, Problem, not_found
+from producers.gateway.queries import find_deliveries, tenant_webhooks
+from producers.gateway.redrive import DeliveryRedriver, NotDeadLettered
+from producers.gateway.stores import DeliveryStore, WebhookStore
+from producers.gateway.validation import (
+    check_content_type,
+    check_size,
+    parse_delivery_query,
+    parse_events,
+    parse_json,
+    parse_webhook_create,
+    parse_webhook_update,
+)
+from producers.gateway.webhook_ops import (
+    create_webhook,
+    rotate_secret,
+    update_webhook,
+    with_secret,
+)
+from schemas.delivery import DeliveryStatus
+from schemas.event import Event
+from schemas.secrets import SecretBox
+from schemas.serde import Serde
+from schemas.timestamps import utc_now
+from schemas.webhook import Webhook
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_response(problem: Problem) -> web.Response:
+    return web.json_response(
+        problem.body(),
+        status=problem.status,
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=problem.headers,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes a problem document; nothing internal leaks into it."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(problem)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        slug = exc.reason.lower().replace(" ", "-")
+        field = "body" if exc.status == 413 else None
+        return problem_response(Problem(exc.status, slug, exc.reason, field, headers))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(Problem(500, "internal-error", "internal error"))
+
+
+class Gateway:
+    """The gateway's state: auth, secret box, producer and views. ``app()`` serves it."""
+
+    def __init__(self, settings: Settings, serde: Serde | None = None) -> None:
+        if settings.secret_key is None:
+            raise ValueError("CPEVENTS_SECRET_KEY: required by the gateway (`cpevents keygen`)")
+        self.settings = settings
+        self.auth = TokenAuth.from_settings(settings.tenant_tokens, settings.admin_token)
+        self.box = SecretBox(settings.secret_key.get_secret_value())
+        self.serde = serde or Serde(settings.schema_registry_url)
+        self.overlap = timedelta(seconds=settings.secret_rotation_overlap)
+        self._producer: AsyncProducer | None = None
+        self._webhooks: WebhookStore | None = None
+        self._deliveries: DeliveryStore | None = None
+        self._redriver: DeliveryRedriver | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to Kafka and load the views (returns once they caught up)."""
+        self._producer = AsyncProducer(producer_config(self.settings))
+        self._webhooks = WebhookStore(self.settings, self.serde, self._producer)
+        self._deliveries = DeliveryStore(self.settings, self.serde)
+        self._redriver = DeliveryRedriver(self.settings, self.serde, self._producer)
+        await asyncio.gather(self._webhooks.start(), self._deliveries.start())
+
+    async def stop(self) -> None:
+        for store in (self._webhooks, self._deliveries):
+            if store is not None:
+                await asyncio.to_thread(store.stop)
+        if self._producer is not None:
+            await self._producer.close()
+
+    def app(self) -> web.Application:
+        """The aiohttp application (starts and stops the gateway with it)."""
+        app = web.Application(
+            client_max_size=self.settings.gateway_max_body_bytes,
+            middlewares=[problem_middleware],
+        )
+
+        async def lifecycle(_: web.Application) -> Any:
+            await self.start()
+            yield
+            await self.stop()
+
+        app.cleanup_ctx.append(lifecycle)
+        app.router.add_get("/openapi.json", self.openapi)
+        app.router.add_get("/healthz", self.health)
+        app.router.add_post("/v1/events", self.post_events)
+        app.router.add_get("/v1/webhooks", self.list_webhooks)
+        app.router.add_post("/v1/webhooks", self.create_webhook)
+        app.router.add_get("/v1/webhooks/{id}", self.get_webhook)
+        app.router.add_patch("/v1/webhooks/{id}", self.update_webhook)
+        app.router.add_delete("/v1/webhooks/{id}", self.delete_webhook)
+        app.router.add_post("/v1/webhooks/{id}/rotate-secret", self.rotate_webhook_secret)
+        app.router.add_get("/v1/deliveries", self.list_deliveries)
+        app.router.add_post("/v1/deliveries/{id}/retry", self.retry_delivery)
+        return app
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        if self._webhooks is None:
+            raise RuntimeError("gateway not started")
+        return self._webhooks
+
+    @property
+    def deliveries(self) -> DeliveryStore:
+        if self._deliveries is None:
+            raise RuntimeError("gateway not started")
+        return self._deliveries
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _principal(self, request: web.Request) -> Principal:
+        return self.auth.authenticate(request.headers.get("Authorization"))
+
+    async def _json_body(self, request: web.Request) -> Any:
+        check_content_type(request.headers.get("Content-Type"))
+        limit = self.settings.gateway_max_body_bytes
+        check_size(request.content_length, limit)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise Problem(413, "body-too-large", f"body exceeds {limit} bytes", "body") from None
+        check_size(len(body), limit)
+        return parse_json(body)
+
+    def _tenant_query(self, request: web.Request, principal: Principal) -> str | None:
+        requested = request.query.get("tenant_id") or None
+        return principal.scope(requested, "tenant_id")
+
+    def _own_webhook(self, request: web.Request, principal: Principal) -> Webhook:
+        webhook_id = request.match_info["id"]
+        webhook = self.webhooks.get(webhook_id)
+        if webhook is None or not principal.can_see(webhook.tenant_id):
+            raise not_found("webhook", webhook_id)
+        return webhook
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi.document())
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        data = await self._json_body(request)
+        events = parse_events(data)
+        batch = isinstance(data, list)
+        for index, event in enumerate(events):
+            principal.check_write(event.tenant_id, f"[{index}].tenant_id" if batch else "tenant_id")
+        try:
+            records = await asyncio.to_thread(self._records, events)
+            await self._producer_or_fail().send_batch(records)
+        except PublishError as exc:
+            raise Problem(503, "kafka-unavailable", str(exc)) from None
+        return web.json_response({"ids": [e.id for e in events]}, status=202)
+
+    def _records(self, events: list[Event]) -> list[Record]:
+        topics = self.settings.topics
+        records = []
+        for event in events:
+            topic = topics.for_event_type(event.type)
+            try:
+                value = self.serde.events.encode(event, topic)
+            except Exception as exc:  # registry unreachable or refusing
+                raise Problem(503, "registry-unavailable", type(exc).__name__) from None
+            records.append(Record(topic, event.tenant_id.encode(), value))
+        return records
+
+    def _producer_or_fail(self) -> AsyncProducer:
+        if self._producer is None:
+            raise RuntimeError("gateway not started")
+        return self._producer
+
+    async def list_webhooks(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        tenant = self._tenant_query(request, principal)
+        webhooks = tenant_webhooks(self.webhooks.all(), tenant)
+        return web.json_response({"webhooks": [w.to_json_dict() for w in webhooks]})
+
+    async def create_webhook(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        create = parse_webhook_create(await self._json_body(request))
+        tenant = principal.scope(create.tenant_id, "tenant_id")
+        if tenant is None:
+            raise Problem(422, "invalid-field", "is required with the admin token", "tenant_id")
+        webhook, secret = create_webhook(create, tenant, self.box, utc_now())
+        await self._put(webhook)
+        return web.json_response(with_secret(webhook, secret), status=201)
+
+    async def get_webhook(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        return web.json_response(self._own_webhook(request, principal).to_json_dict())
+
+    async def update_webhook(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        webhook = self._own_webhook(request, principal)
+        changes = parse_webhook_update(await self._json_body(request))
+        updated = update_webhook(webhook, changes, utc_now())
+        await self._put(updated)
+        return web.json_response(updated.to_json_dict())
+
+    async def delete_webhook(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        webhook = self._own_webhook(request, principal)
+        try:
+            await self.webhooks.delete(webhook.id)
+        except PublishError as exc:
+            raise Problem(503, "kafka-unavailable", str(exc)) from None
+        return web.Response(status=204)
+
+    async def rotate_webhook_secret(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        webhook = self._own_webhook(request, principal)
+        rotated, secret = rotate_secret(webhook, self.box, self.overlap, utc_now())
+        await self._put(rotated)
+        return web.json_response(with_secret(rotated, secret))
+
+    async def _put(self, webhook: Webhook) -> None:
+        try:
+            await self.webhooks.put(webhook)
+        except PublishError as exc:
+            raise Problem(503, "kafka-unavailable", str(exc)) from None
+
+    async def list_deliveries(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        query = parse_delivery_query(request.query)
+        tenant = principal.scope(query.tenant_id, "tenant_id")
+        found = find_deliveries(
+            self.deliveries.all(),
+            type(query)(tenant, query.event_id, query.webhook_id, query.status, query.limit),
+        )
+        return web.json_response({"deliveries": [d.to_json_dict() for d in found]})
+
+    async def retry_delivery(self, request: web.Request) -> web.Response:
+        principal = self._principal(request)
+        delivery_id = request.match_info["id"]
+        delivery = self.deliveries.get(delivery_id)
+        if delivery is None or not principal.can_see(delivery.tenant_id):
+            raise not_found("delivery", delivery_id)
+        if delivery.status != DeliveryStatus.DEAD_LETTERED:
+            raise Problem(
+                409, "not-dead-lettered", f"delivery is {delivery.status}, not dead_lettered", "id"
+            )
+        if self._redriver is None:
+            raise RuntimeError("gateway not started")
+        try:
+            await self._redriver.redrive(delivery_id, delivery.webhook_id)
+        except NotDeadLettered as exc:
+            raise Problem(409, "not-dead-lettered", str(exc), "id") from None
+        except PublishError as exc:
+            raise Problem(503, "kafka-unavailable", str(exc)) from None
+        return web.json_response({"id": delivery_id, "requeued": True}, status=202)
+
+
+async def serve(
+    settings: Settings, ready: asyncio.Event | None = None, serde: Serde | None = None
+) -> None:
+    """Run the gateway on ``settings.gateway_host:gateway_port`` until cancelled."""
+    runner = web.AppRunner(Gateway(settings, serde).app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
+    await site.start()
+    log.info("gateway listening on %s:%s", settings.gateway_host, settings.gateway_port)
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

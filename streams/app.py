@@ -1,0 +1,112 @@
+"""The Faust app every streams worker runs: the router plus any users' processors.
+
+Users add their own agents to the same app (same consumer group, same worker processes) with a
+processor module: a module exposing ``install(ctx: StreamsContext) -> None`` that declares agents,
+tables and web views on ``ctx.app``, usually over ``ctx.events_topic``. Pass it to the worker with
+``cpevents worker streams --processor my_package.my_module``; ``streams.processors.counts`` is an
+example.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from cpevents.kafka.clients import bootstrap
+from cpevents.settings import Settings
+from schemas.serde import Serde
+from streams.webhook_config import WebhookConfig
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Knobs of one worker process that are not platform settings."""
+
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_size: int = 1000
+    batch_within: float = 0.02  # seconds a partial batch waits for more records
+    commit_interval: float = 1.0
+    session_timeout: float = 30.0
+    heartbeat_interval: float = 3.0
+    processors: tuple[str, ...] = ()
+    datadir: Path | None = None
+    extra_conf: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StreamsContext:
+    """What an agent needs: the app, settings, the serde and the live webhook configs."""
+
+    settings: Settings
+    options: WorkerOptions
+    serde: Serde
+    webhooks: WebhookConfig
+    app: faust.App
+    events_topic: faust.TopicT  # the five subsystem topics, raw bytes (decode with ``serde``)
+
+
+def app_id(settings: Settings) -> str:
+    """The Faust app id, which is also the consumer group: one per topic prefix."""
+    return f"{settings.topic_prefix}streams"
+
+
+def create_app(settings: Settings, options: WorkerOptions) -> faust.App:
+    """A Faust app configured for this platform (aiokafka driver, in-memory tables)."""
+    datadir = options.datadir or Path(tempfile.mkdtemp(prefix="cpevents-streams-"))
+    conf: dict[str, Any] = {
+        # aiokafka is the driver Faust's tables are safe with (not the confluent driver).
+        "broker": [f"kafka://{server}" for server in bootstrap(settings).split(",")],
+        "store": "memory://",
+        "datadir": str(datadir),
+        "autodiscover": False,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "topic_allow_declare": True,  # Faust's own topics (assignor leader, changelogs)
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "processing_guarantee": "at_least_once",
+        "broker_commit_interval": options.commit_interval,
+        "broker_session_timeout": options.session_timeout,
+        "broker_heartbeat_interval": options.heartbeat_interval,
+        "web_enabled": True,
+        "web_host": options.web_host,
+        "web_port": options.web_port,
+        "web_bind": options.web_host,
+        "canonical_url": f"http://{options.web_host}:{options.web_port}",
+    }
+    conf.update(options.extra_conf)
+    return faust.App(app_id(settings), **conf)
+
+
+def events_topic(app: faust.App, settings: Settings) -> faust.TopicT:
+    """The five subsystem event topics as one raw-bytes Faust topic."""
+    return app.topic(
+        *settings.topics.all_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
+Processor = Callable[[StreamsContext], None]
+
+
+def load_processor(path: str) -> Processor:
+    """The ``install`` function of processor module ``path`` (``package.module``)."""
+    try:
+        module = importlib.import_module(path)
+    except ImportError as exc:
+        raise ValueError(f"processor {path!r}: cannot import it ({exc})") from None
+    install = getattr(module, "install", None)
+    if not callable(install):
+        raise ValueError(f"processor {path!r}: has no install(ctx) function")
+    processor: Processor = install
+    return processor

@@ -1,0 +1,295 @@
+"""Read topics over a time range, partitions merged in timestamp order (the only Kafka I/O here).
+
+No consumer group is joined and nothing is committed: partitions are assigned explicitly from
+the offsets of ``--since`` (offsets-for-times) to end offsets fixed when the read starts, so a
+replay of a live topic ends, and two replays of the same range read the same records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from cpevents.kafka.clients import consumer_config
+from cpevents.settings import Settings
+from streams.audit.merge import BoundedMerge
+from streams.audit.timerange import TimeRange
+
+Coordinates = tuple[str, int]
+
+
+class ReplayError(RuntimeError):
+    """The replay could not read its topics (missing topic, broker error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One Kafka record with its coordinates, before decoding."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.topic}/{self.partition}@{self.offset}"
+
+    def sort_key(self) -> tuple[int, str, int, int]:
+        """Timestamp order; ties broken by topic, partition, offset (deterministic output)."""
+        return (self.timestamp_ms, self.topic, self.partition, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSpan:
+    """Offsets ``start <= o < end`` of one partition; ``end`` None reads on (follow mode)."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int | None
+
+    @property
+    def size(self) -> int:
+        return 0 if self.end is None else max(0, self.end - self.start)
+
+    @property
+    def empty(self) -> bool:
+        return self.end is not None and self.end <= self.start
+
+
+_Merge = BoundedMerge[Coordinates, RawRecord]
+
+
+def _raw(message: Message) -> RawRecord:
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return RawRecord(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        timestamp_ms=message.timestamp()[1],
+        key=message.key(),
+        value=message.value(),
+        headers=tuple((k, v.encode() if isinstance(v, str) else v) for k, v in pairs),
+    )
+
+
+class RangeReader:
+    """Records of ``topics`` within ``time_range``, merged across partitions by timestamp.
+
+    ``open()`` fixes the spans (so ``total`` is known for a progress bar); iterating reads them.
+    ``progress(consumed_offsets)`` is called after each fetched batch.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Sequence[str],
+        time_range: TimeRange,
+        *,
+        follow: bool = False,
+        buffer_per_partition: int = 1000,
+        timeout: float = 30.0,
+    ) -> None:
+        if follow and time_range.until_ms is not None:
+            raise ValueError("follow reads on past the end; it cannot be combined with until")
+        self._settings = settings
+        self._topics = list(topics)
+        self._range = time_range
+        self._follow = follow
+        self._capacity = buffer_per_partition
+        self._timeout = timeout
+        self._consumer: Consumer | None = None
+        self.spans: list[PartitionSpan] = []
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def open(self) -> RangeReader:
+        """Connect and fix each partition's span (start from --since, end from --until/now)."""
+        if self._consumer is not None:
+            return self
+        consumer = Consumer(
+            consumer_config(
+                self._settings,
+                f"replay-{uuid.uuid4().hex}",  # librdkafka requires one; never joined (assign)
+                **{
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 100,
+                    # Bounds librdkafka's prefetch per partition, so memory stays constant.
+                    "queued.max.messages.kbytes": 8192,
+                },
+            )
+        )
+        self._consumer = consumer
+        try:
+            self.spans = self._plan(consumer)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _partitions(self, consumer: Consumer) -> list[TopicPartition]:
+        partitions: list[TopicPartition] = []
+        metadata = consumer.list_topics(timeout=self._timeout)
+        for topic in self._topics:
+            meta = metadata.topics.get(topic)
+            if meta is None or meta.error is not None:
+                reason = meta.error.str() if meta is not None and meta.error else "does not exist"
+                raise ReplayError(f"topic {topic}: {reason}")
+            partitions.extend(TopicPartition(topic, p) for p in sorted(meta.partitions))
+        return partitions
+
+    def _offsets_at(
+        self, consumer: Consumer, partitions: list[TopicPartition], ms: int
+    ) -> list[int]:
+        query = [TopicPartition(tp.topic, tp.partition, ms) for tp in partitions]
+        answer = consumer.offsets_for_times(query, timeout=self._timeout)
+        by_coordinates = {(tp.topic, tp.partition): tp for tp in answer}
+        offsets: list[int] = []
+        for tp in partitions:
+            found = by_coordinates[(tp.topic, tp.partition)]
+            if found.error is not None:
+                raise ReplayError(f"offsets for time of {tp.topic}/{tp.partition}: {found.error}")
+            offsets.append(found.offset)
+        return offsets
+
+    def _plan(self, consumer: Consumer) -> list[PartitionSpan]:
+        partitions = self._partitions(consumer)
+        watermarks = []
+        for tp in partitions:
+            marks = consumer.get_watermark_offsets(tp, timeout=self._timeout)
+            if marks is None:
+                raise ReplayError(f"no watermarks for {tp.topic}/{tp.partition} (timeout)")
+            watermarks.append(marks)
+        starts = [low for low, _ in watermarks]
+        if self._range.since_ms is not None:
+            found = self._offsets_at(consumer, partitions, self._range.since_ms)
+            # -1: no record at or after `since` yet; start at the end (nothing in range).
+            starts = [
+                high if o < 0 else max(o, low)
+                for o, (low, high) in zip(found, watermarks, strict=True)
+            ]
+        ends: list[int | None] = [None if self._follow else high for _, high in watermarks]
+        if self._range.until_ms is not None:
+            found = self._offsets_at(consumer, partitions, self._range.until_ms)
+            ends = [
+                high if o < 0 else min(o, high)
+                for o, (_, high) in zip(found, watermarks, strict=True)
+            ]
+        return [
+            PartitionSpan(tp.topic, tp.partition, start, end)
+            for tp, start, end in zip(partitions, starts, ends, strict=True)
+        ]
+
+    @property
+    def total(self) -> int:
+        """How many offsets the spans cover (records plus any transaction markers)."""
+        return sum(span.size for span in self.spans)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def records(self, progress: Callable[[int], None] | None = None) -> Iterator[RawRecord]:
+        """The records of the range in (timestamp, topic, partition, offset) order.
+
+        Each call reads the same spans again from their start.
+        """
+        consumer = self.open()._consumer
+        assert consumer is not None
+        ends = {(s.topic, s.partition): s.end for s in self.spans if not s.empty}
+        merge: _Merge = BoundedMerge(ends, RawRecord.sort_key, self._capacity)
+        if not ends:
+            return
+        assignment = [
+            TopicPartition(s.topic, s.partition, s.start) for s in self.spans if not s.empty
+        ]
+        consumer.assign(assignment)
+        # librdkafka keeps a partition's pause state across assignments (a second pass over the
+        # same spans, e.g. count then redeliver, would otherwise stall on them).
+        consumer.resume(assignment)
+        paused: set[Coordinates] = set()
+        consumed = 0
+        while not merge.done:
+            messages = consumer.consume(num_messages=1000, timeout=0.2)
+            for message in messages:
+                coordinates = (message.topic() or "", message.partition() or 0)
+                if coordinates not in ends or not merge.is_live(coordinates):
+                    continue
+                error = message.error()
+                if error is not None:
+                    self._on_error(merge, coordinates, error)
+                    continue
+                offset = message.offset() or 0
+                end = ends[coordinates]
+                if end is not None and offset >= end:
+                    merge.finish(coordinates)
+                    continue
+                consumed += 1
+                record = _raw(message)
+                if self._range.contains(record.timestamp_ms):
+                    merge.push(coordinates, record)
+                if end is not None and offset + 1 >= end:
+                    merge.finish(coordinates)
+            self._finish_passed_ends(consumer, merge, ends)
+            yield from merge.pop_ready()
+            self._apply_backpressure(consumer, merge, paused)
+            if progress is not None and messages:
+                progress(consumed)
+
+    def _on_error(self, merge: _Merge, coordinates: Coordinates, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            # At the log end (the last stable offset under read_committed): nothing more is
+            # in range now; a follow read keeps the partition but stops waiting for it.
+            if self._follow:
+                merge.set_idle(coordinates)
+            else:
+                merge.finish(coordinates)
+        elif not error.retriable():
+            raise ReplayError(f"{coordinates[0]}/{coordinates[1]}: {error.str()}")
+
+    def _finish_passed_ends(
+        self,
+        consumer: Consumer,
+        merge: _Merge,
+        ends: dict[Coordinates, int | None],
+    ) -> None:
+        # Records we never see (transaction markers, aborted records) still move the position.
+        waiting = [tp for tp in merge.starving if ends[tp] is not None]
+        if not waiting:
+            return
+        for tp in consumer.position([TopicPartition(t, p) for t, p in waiting]):
+            end = ends[(tp.topic, tp.partition)]
+            if end is not None and tp.offset >= end:
+                merge.finish((tp.topic, tp.partition))
+
+    def _apply_backpressure(
+        self, consumer: Consumer, merge: _Merge, paused: set[Coordinates]
+    ) -> None:
+        full = {c for c in merge.live if merge.is_full(c)}
+        to_pause, to_resume = full - paused, paused - full
+        try:
+            if to_pause:
+                consumer.pause([TopicPartition(t, p) for t, p in to_pause])
+            if to_resume:
+                consumer.resume([TopicPartition(t, p) for t, p in to_resume])
+        except KafkaException as exc:
+            raise ReplayError(f"pause/resume failed: {exc}") from None
+        paused -= to_resume
+        paused |= to_pause
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def __enter__(self) -> RangeReader:
+        return self.open()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,64 @@
+"""What a replay reads and how its records become audit entries (wiring reader and pipeline)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cpevents.settings import Settings
+from schemas.serde import Serde
+from streams.audit.filters import RecordFilter
+from streams.audit.pipeline import (
+    OnUndecodable,
+    ReplayStats,
+    select_dead_letters,
+    select_deliveries,
+    select_events,
+)
+from streams.audit.reader import RawRecord
+from streams.audit.render import Entry
+from streams.audit.timerange import TimeRange
+
+
+class AuditTopic(StrEnum):
+    """What to replay: the event topics, the attempt log, or the deliveries dead letters."""
+
+    EVENTS = "events"
+    DELIVERIES = "deliveries"
+    DLT = "dlt"
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """One replay: which topic family, which window, which records."""
+
+    topic: AuditTopic = AuditTopic.EVENTS
+    time_range: TimeRange = field(default_factory=TimeRange)
+    selection: RecordFilter = field(default_factory=RecordFilter)
+    subsystems: tuple[str, ...] = ()
+
+    def topics(self, settings: Settings) -> list[str]:
+        """The Kafka topics to read (event topics only of subsystems that can match)."""
+        names = settings.topics
+        if self.topic is AuditTopic.DELIVERIES:
+            return [names.webhook_deliveries]
+        if self.topic is AuditTopic.DLT:
+            return [names.deliveries_dlt]
+        return [names.events(s) for s in self.selection.subsystems(self.subsystems)]
+
+
+def entries(
+    request: ReplayRequest,
+    records: Iterable[RawRecord],
+    serde: Serde,
+    on_undecodable: OnUndecodable,
+    stats: ReplayStats,
+) -> Iterator[tuple[RawRecord, Entry]]:
+    """The matching entries of ``records``, decoded as ``request.topic`` dictates."""
+    if request.topic is AuditTopic.DELIVERIES:
+        yield from select_deliveries(records, serde, request.selection, on_undecodable, stats)
+    elif request.topic is AuditTopic.DLT:
+        yield from select_dead_letters(records, serde, request.selection, on_undecodable, stats)
+    else:
+        yield from select_events(records, serde, request.selection, on_undecodable, stats)

@@ -1,0 +1,179 @@
+"""The router agent: events ⋈ webhook configs → delivery tasks, at least once.
+
+Faust has no stream-table join, so the join is a lookup in the broadcast webhook index. The agent
+takes batches (``take_events``), produces every batch's tasks (and dead letters) with a
+confluent-kafka producer and returns to Faust only when Kafka acknowledged all of them: Faust acks
+a taken batch's events only after the loop body finished, and commits only acked offsets, so a
+crash at any point replays the batch (same delivery ids) instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+import faust
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message, Producer
+
+from cpevents.kafka.clients import producer_config
+from cpevents.kafka.deadletter import dead_letter_headers
+from streams.app import StreamsContext
+from streams.routing import RegistryUnavailable, Router
+from streams.writer import BatchWriter, OutRecord
+
+log = logging.getLogger(__name__)
+
+SOURCE = "streams.router"
+# What a worker does when it cannot prove a batch was written: exit without committing.
+EXIT_UNCONFIRMED = 70
+_LAST_CHANCE_FLUSH_S = 10.0
+
+
+class FaustRecord:
+    """A Faust message seen through the confluent ``Message`` methods the DLT headers read."""
+
+    def __init__(self, message: Any) -> None:
+        self._message = message
+
+    def topic(self) -> str:
+        return str(self._message.topic)
+
+    def partition(self) -> int:
+        return int(self._message.partition)
+
+    def offset(self) -> int:
+        return int(self._message.offset)
+
+    def timestamp(self) -> tuple[int, int]:
+        return TIMESTAMP_CREATE_TIME, int((self._message.timestamp or 0) * 1000)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        headers = self._message.headers or []
+        pairs = headers.items() if isinstance(headers, dict) else headers
+        return [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in pairs]
+
+
+class RouterAgent:
+    """Turns one batch of event records into output records and writes them durably."""
+
+    def __init__(self, ctx: StreamsContext, writer: BatchWriter | None = None) -> None:
+        topics = ctx.settings.topics
+        self._deliveries = topics.deliveries
+        self._dead_letters = topics.events_dlt
+        self._router = Router(ctx.serde, ctx.webhooks.index, topics.deliveries)
+        self._writer = writer or BatchWriter(
+            Producer(
+                producer_config(
+                    ctx.settings,
+                    **{"linger.ms": 2, "batch.size": 1_000_000, "client.id": "router"},
+                )
+            )
+        )
+        self.routed_events = 0
+        self.tasks_written = 0
+        self.dead_lettered = 0
+
+    def outputs(self, messages: Sequence[Any]) -> list[OutRecord]:
+        """The tasks and dead letters for a batch of Faust messages, in input order."""
+        out: list[OutRecord] = []
+        failed_at_ms = int(time.time() * 1000)
+        for message in messages:
+            routed = self._router.route(message.topic, message.value)
+            if routed.dead_letter_reason is not None:
+                log.warning(
+                    "dead-lettering %s[%s]@%s: %s",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    routed.dead_letter_reason,
+                )
+                # FaustRecord provides the Message methods dead_letter_headers reads.
+                coordinates = cast(Message, FaustRecord(message))
+                headers = dead_letter_headers(
+                    coordinates, routed.dead_letter_reason, SOURCE, failed_at_ms
+                )
+                out.append(OutRecord(self._dead_letters, message.key, message.value, headers))
+            else:
+                out.extend(OutRecord(self._deliveries, t.key, t.value) for t in routed.tasks)
+        return out
+
+    async def process(self, messages: Sequence[Any]) -> None:
+        """Write a batch's outputs; return only once Kafka acknowledged them.
+
+        Leaving this method by an exception makes Faust ack the batch (take_events' finally)
+        and a commit may follow, so an unconfirmed batch ends the process instead: the next
+        owner of the partitions replays it (same delivery ids).
+        """
+        confirmed = False
+        records: list[OutRecord] | None = None
+        try:
+            records = await self._outputs_retrying(messages)
+            await self._writer.write(records)
+            confirmed = True
+        finally:
+            if not confirmed and not (
+                records is not None and self._writer.settle(_LAST_CHANCE_FLUSH_S)
+            ):
+                log.critical("batch not acknowledged by Kafka; exiting without committing")
+                os._exit(EXIT_UNCONFIRMED)
+        tasks = sum(1 for r in records if r.topic == self._deliveries)
+        self.tasks_written += tasks
+        self.dead_lettered += sum(1 for r in records if r.topic == self._dead_letters)
+        self.routed_events += len(messages)
+
+    async def _outputs_retrying(self, messages: Sequence[Any]) -> list[OutRecord]:
+        delay = 0.2
+        while True:
+            try:
+                return self.outputs(messages)
+            except RegistryUnavailable as exc:
+                # Stall the partition rather than dead-letter good events during an outage.
+                log.warning("%s; retrying the batch in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def install_router(ctx: StreamsContext) -> RouterAgent:
+    """Declare the router agent on ``ctx.app``; returns it (its counters serve diagnostics)."""
+    agent = RouterAgent(ctx)
+    options = ctx.options
+
+    # concurrency=1: with more, a commit can pass a message still in flight (faust issue #606).
+    @ctx.app.agent(ctx.events_topic, name="router", concurrency=1)
+    async def route(stream: faust.StreamT[bytes]) -> None:
+        batches = cast(faust.Stream[bytes], stream).take_events(
+            options.batch_size, within=options.batch_within
+        )
+        async for events in batches:
+            await agent.process([event.message for event in events])
+
+    @ctx.app.page("/router/stats/")
+    async def stats(web: Any, request: Any) -> Any:
+        event_topics = set(ctx.settings.topics.all_events)
+        assigned = [tp for tp in ctx.app.consumer.assignment() if tp.topic in event_topics]
+        return web.json(
+            {
+                "assigned_partitions": len(assigned),
+                "routed_events": agent.routed_events,
+                "tasks_written": agent.tasks_written,
+                "dead_lettered": agent.dead_lettered,
+                "webhooks": len(ctx.webhooks.index),
+            }
+        )
+
+    @ctx.app.page("/router/webhooks/{webhook_id}/")
+    async def webhook_view(web: Any, request: Any, webhook_id: str) -> Any:
+        # This worker's view of one webhook config (secrets are never part of it).
+        webhook = ctx.webhooks.view.get(webhook_id)
+        if webhook is None:
+            return web.json({"error": f"webhook {webhook_id} unknown to this worker"}, status=404)
+        return web.json(webhook.to_json_dict())
+
+    return agent

@@ -1,0 +1,242 @@
+"""The delivery worker on the real broker, posting to real local receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from standardwebhooks.webhooks import Webhook as Verifier
+
+from cpevents.kafka.deadletter import message_headers, parse_dead_letter
+from cpevents.settings import Settings
+from delivery.retry_headers import parse_retry_state
+from delivery.worker import DeliveryWorker
+from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from tests.fixtures_delivery import (
+    Feeder,
+    Receiver,
+    Recorder,
+    delivery_settings,
+    eventually,
+)
+from tests.fixtures_delivery import receiver as receiver  # the fixture
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    feed: Feeder
+    attempts: Recorder
+    dlt: Recorder
+    webhooks: Recorder
+    worker: asyncio.Task[None] | None = None
+
+    def log(self, task: DeliveryTask) -> list[WebhookDelivery]:
+        topic = self.settings.topics.webhook_deliveries
+        return [
+            self.feed.serde.deliveries.decode(m.value(), topic)
+            for m in list(self.attempts.messages)
+            if m.key() == task.id.encode()
+        ]
+
+    def status(self, task: DeliveryTask) -> DeliveryStatus | None:
+        if self.worker is not None and self.worker.done():
+            raise AssertionError(f"the worker stopped: {self.worker.exception()!r}")
+        records = self.log(task)
+        return records[-1].status if records else None
+
+    def dead_letters(self, task: DeliveryTask) -> list[dict[str, str]]:
+        found = []
+        for message in list(self.dlt.messages):
+            info = parse_dead_letter(message_headers(message))
+            if info.extra.get("delivery-id") == task.id:
+                found.append({"reason": info.reason, **info.extra})
+        return found
+
+
+async def start_harness(settings: Settings) -> tuple[Harness, asyncio.Event, asyncio.Task[None]]:
+    feed = Feeder(settings)
+    harness = Harness(
+        settings,
+        feed,
+        Recorder(settings, settings.topics.webhook_deliveries),
+        Recorder(settings, settings.topics.deliveries_dlt),
+        Recorder(settings, settings.topics.webhooks),
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(DeliveryWorker(settings, serde=feed.serde).run(stop))
+    harness.worker = worker
+    return harness, stop, worker
+
+
+@pytest.fixture
+async def harness(kafka_bootstrap: str) -> AsyncIterator[Harness]:
+    settings = delivery_settings(kafka_bootstrap)
+    h, stop, worker = await start_harness(settings)
+    yield h
+    stop.set()
+    await asyncio.wait_for(worker, 30)
+    for recorder in (h.attempts, h.dlt, h.webhooks):
+        recorder.close()
+
+
+def verify(harness: Harness, receiver: Receiver, path: str, task: DeliveryTask) -> None:
+    """Every request at ``path`` carries the task's event, signed, with webhook-id = event id."""
+    secret = harness.feed.secrets[task.webhook_id]
+    for request in receiver.at(path):
+        assert request.headers["webhook-id"] == task.event.id
+        assert request.headers["Content-Type"] == "application/json"
+        assert request.body == task.event.to_json().encode()
+        Verifier(secret).verify(request.body, request.headers)
+
+
+async def test_success_is_signed_and_recorded(harness: Harness, receiver: Receiver) -> None:
+    webhook = harness.feed.webhook(receiver.script("/ok"))
+    [task] = harness.feed.tasks(webhook)
+    await eventually(lambda: harness.status(task) is DeliveryStatus.DELIVERED, what="delivered")
+    assert len(receiver.at("/ok")) == 1
+    verify(harness, receiver, "/ok", task)
+    [record] = harness.log(task)
+    assert (record.attempts, record.status_code, record.event_id) == (1, 200, task.event.id)
+    assert json.loads(receiver.at("/ok")[0].body)["id"] == task.event.id
+
+
+async def test_500_three_times_then_200(harness: Harness, receiver: Receiver) -> None:
+    webhook = harness.feed.webhook(receiver.script("/flaky", [500, 500, 500], default=200))
+    [task] = harness.feed.tasks(webhook)
+    await eventually(lambda: harness.status(task) is DeliveryStatus.DELIVERED, what="delivered")
+    requests = receiver.at("/flaky")
+    assert len(requests) == 4
+    verify(harness, receiver, "/flaky", task)
+    log = harness.log(task)
+    assert [(r.status, r.attempts) for r in log] == [
+        (DeliveryStatus.RETRYING, 1),
+        (DeliveryStatus.RETRYING, 2),
+        (DeliveryStatus.RETRYING, 3),
+        (DeliveryStatus.DELIVERED, 4),
+    ]
+    for record, following in zip(log[:3], requests[1:], strict=True):
+        assert record.next_retry is not None
+        assert following.at >= record.next_retry.timestamp(), "a retry fired before it was due"
+
+
+async def test_always_500_is_dead_lettered_after_the_ladder(
+    harness: Harness, receiver: Receiver
+) -> None:
+    webhook = harness.feed.webhook(receiver.script("/down", default=500))
+    [task] = harness.feed.tasks(webhook)
+    await eventually(lambda: bool(harness.dead_letters(task)), what="dead letter")
+    attempts = 1 + len(harness.settings.retry_tiers)
+    assert len(receiver.at("/down")) == attempts
+    [dead] = harness.dead_letters(task)
+    assert "retries exhausted after 4 attempts: HTTP 500" in dead["reason"]
+    assert dead["attempts"] == "4" and dead["webhook-id"] == webhook.id
+    await eventually(lambda: harness.status(task) is DeliveryStatus.DEAD_LETTERED)
+    log = harness.log(task)
+    assert [r.attempts for r in log] == [1, 2, 3, 4]
+    assert all(r.status_code == 500 for r in log)
+    # The parked record is the task itself, with its journey in the headers.
+    [message] = [m for m in harness.dlt.messages if m.key() == webhook.id.encode()]
+    parked = harness.feed.serde.tasks.decode(message.value(), message.topic() or "")
+    assert parked == task
+    state = parse_retry_state(message_headers(message))
+    assert state.original_topic == harness.settings.topics.deliveries
+    assert state.attempts == 3
+
+
+async def test_400_is_dead_lettered_at_once(harness: Harness, receiver: Receiver) -> None:
+    webhook = harness.feed.webhook(receiver.script("/bad", default=400))
+    [task] = harness.feed.tasks(webhook)
+    await eventually(lambda: bool(harness.dead_letters(task)), what="dead letter")
+    assert len(receiver.at("/bad")) == 1
+    [dead] = harness.dead_letters(task)
+    assert dead["reason"].startswith("HTTP 400")
+    await eventually(lambda: harness.status(task) is DeliveryStatus.DEAD_LETTERED)
+
+
+async def test_410_disables_the_webhook(harness: Harness, receiver: Receiver) -> None:
+    webhook = harness.feed.webhook(receiver.script("/gone", default=410))
+    [task] = harness.feed.tasks(webhook)
+    await eventually(lambda: harness.status(task) is DeliveryStatus.DISABLED, what="disabled")
+    topic = harness.settings.topics.webhooks
+
+    def latest() -> bool:
+        versions = [
+            harness.feed.serde.webhooks.decode(m.value(), topic)
+            for m in list(harness.webhooks.messages)
+            if m.key() == webhook.id.encode()
+        ]
+        return bool(versions) and not versions[-1].active
+
+    await eventually(latest, what="webhook written back inactive")
+    assert harness.dead_letters(task)
+    # Later tasks for the disabled webhook are recorded and dropped, never posted.
+    [later] = harness.feed.tasks(webhook)
+    await eventually(lambda: harness.status(later) is DeliveryStatus.DISABLED)
+    assert len(receiver.at("/gone")) == 1
+
+
+async def test_hanging_endpoint_does_not_hold_up_a_healthy_one(
+    harness: Harness, receiver: Receiver
+) -> None:
+    slow = harness.feed.webhook(receiver.script("/hang", ["hang"], default=200))
+    fast = harness.feed.webhook(receiver.script("/fast"))
+    [stuck] = harness.feed.tasks(slow, partition=0)
+    healthy = harness.feed.tasks(fast, count=5, partition=0)  # behind it, same partition
+    await eventually(lambda: receiver.hanging == 1, what="the hanging request")
+    await eventually(
+        lambda: all(harness.status(t) is DeliveryStatus.DELIVERED for t in healthy),
+        what="the healthy endpoint's deliveries",
+    )
+    assert receiver.hanging == 1, "healthy deliveries finished while the slow one still hangs"
+    assert harness.status(stuck) is None
+    receiver.release()
+    await eventually(lambda: harness.status(stuck) is DeliveryStatus.DELIVERED)
+
+
+async def test_retry_after_is_honoured(harness: Harness, receiver: Receiver) -> None:
+    webhook = harness.feed.webhook(receiver.script("/later", [(429, {"Retry-After": "1"})]))
+    [task] = harness.feed.tasks(webhook)
+    await eventually(lambda: harness.status(task) is DeliveryStatus.DELIVERED)
+    first, second = receiver.at("/later")
+    assert second.at - first.at >= 1.0
+
+
+async def test_undecodable_task_goes_to_the_dlt_and_the_partition_moves_on(
+    harness: Harness, receiver: Receiver
+) -> None:
+    harness.feed.raw(b"\x00\x00\x00\x00\x99garbage", partition=1)
+    webhook = harness.feed.webhook(receiver.script("/after"))
+    [task] = harness.feed.tasks(webhook, partition=1)
+    await eventually(lambda: harness.status(task) is DeliveryStatus.DELIVERED)
+
+    def parked() -> list[str]:
+        return [
+            parse_dead_letter(message_headers(m)).reason
+            for m in list(harness.dlt.messages)
+            if m.key() == b"junk"
+        ]
+
+    await eventually(lambda: bool(parked()))
+    assert parked()[0].startswith("undecodable delivery task")
+
+
+async def test_ssrf_guard_refuses_loopback_unless_allowed(
+    kafka_bootstrap: str, receiver: Receiver
+) -> None:
+    settings = delivery_settings(kafka_bootstrap, delivery_allowed_networks=())
+    h, stop, worker = await start_harness(settings)
+    try:
+        webhook = h.feed.webhook(receiver.script("/private"))
+        [task] = h.feed.tasks(webhook)
+        await eventually(lambda: bool(h.dead_letters(task)), what="dead letter")
+        assert "SSRF" in h.dead_letters(task)[0]["reason"]
+        assert receiver.at("/private") == []
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+        for recorder in (h.attempts, h.dlt, h.webhooks):
+            recorder.close()

@@ -1,0 +1,166 @@
+"""One router worker process on the real broker: routing, dead letters, live config changes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cpevents.kafka.deadletter import parse_dead_letter
+from cpevents.settings import Settings
+from schemas.catalog import SUBSYSTEMS, EventType, subsystem_of
+from schemas.delivery import DeliveryTask
+from schemas.event import Event
+from schemas.ids import delivery_id
+from schemas.samples import sample_events
+from schemas.serde import Serde
+from tests.fixtures_streams import (
+    TopicReader,
+    WorkerProcess,
+    align_registry,
+    delete_webhook,
+    make_webhook,
+    poison_values,
+    produce,
+    publish,
+    put_webhooks,
+    wait_until,
+)
+
+CONFIG_DEADLINE_S = 1.0
+
+
+@pytest.fixture
+def serde(settings: Settings) -> Serde:
+    return align_registry(Serde(settings.schema_registry_url), settings)
+
+
+@pytest.fixture
+def deliveries(settings: Settings) -> Iterator[TopicReader]:
+    reader = TopicReader(settings, settings.topics.deliveries)
+    yield reader
+    reader.close()
+
+
+def tasks_of(reader: TopicReader, serde: Serde, settings: Settings) -> list[DeliveryTask]:
+    return [serde.tasks.decode(m.value(), settings.topics.deliveries) for m in reader.messages]
+
+
+def test_routes_all_subsystems_and_dead_letters_poison_records(
+    settings: Settings, cli_env: dict[str, str], serde: Serde, deliveries: TopicReader
+) -> None:
+    everything = make_webhook("ten_a")
+    deploys = make_webhook("ten_a", ("deploy.*",))
+    exact = make_webhook("ten_a", ("health.degraded", "quota.exceeded"))
+    inactive = make_webhook("ten_a", ("*",)).updated(active=False)
+    other_tenant = make_webhook("ten_b", ("*",))
+    put_webhooks(settings, serde, everything, deploys, exact, inactive, other_tenant)
+
+    # A backlog written before the worker starts: it must load every config before routing.
+    instance_topic = settings.topics.events("instance")
+    poison = poison_values(serde, instance_topic)
+    # Same key as ten_a's instance events: the poison sits in front of them in their partition.
+    produce(settings, [(instance_topic, b"ten_a", value) for value in poison.values()])
+    events = sample_events("ten_a") + sample_events("ten_b")
+    assert {subsystem_of(e.type) for e in events} == set(SUBSYSTEMS)
+    publish(settings, serde, events)
+
+    expected = set()
+    for event in events:
+        if event.tenant_id == "ten_b":
+            expected.add((other_tenant.id, event.id))
+            continue
+        expected.add((everything.id, event.id))
+        if event.type.startswith("deploy."):
+            expected.add((deploys.id, event.id))
+        if event.type in ("health.degraded", "quota.exceeded"):
+            expected.add((exact.id, event.id))
+
+    worker = WorkerProcess(cli_env, settings)
+    try:
+
+        def backlog_routed() -> bool:
+            worker.stats()  # fails fast if the worker died
+            deliveries.poll()
+            return len(deliveries.messages) >= len(expected)
+
+        wait_until(backlog_routed, 60, "the backlog's delivery tasks")
+        deliveries.read_to_end()
+        tasks = tasks_of(deliveries, serde, settings)
+        assert {(t.webhook_id, t.event.id) for t in tasks} == expected
+        assert len(tasks) == len(expected)
+        by_id = {e.id: e for e in events}
+        for message, task in zip(deliveries.messages, tasks, strict=True):
+            assert message.key() == task.webhook_id.encode()
+            assert task.id == delivery_id(task.event.id, task.webhook_id)
+            assert task.event == by_id[task.event.id]
+            assert task.tenant_id == task.event.tenant_id
+
+        dead = TopicReader(settings, settings.topics.events_dlt)
+        try:
+            wait_until(lambda: len(dead.read_to_end()) >= len(poison), 30, "dead letters")
+            letters = [parse_dead_letter(m.headers()) for m in dead.messages]
+            assert len(letters) == len(poison)
+            for fragment, letter in zip(poison, letters, strict=True):
+                assert fragment in letter.reason
+                assert letter.original_topic == instance_topic
+                assert letter.source == "streams.router"
+            assert [m.value() or b"" for m in dead.messages] == list(poison.values())
+        finally:
+            dead.close()
+    finally:
+        worker.stop()
+
+
+def test_config_changes_apply_within_a_second(
+    settings: Settings, cli_env: dict[str, str], serde: Serde, deliveries: TopicReader
+) -> None:
+    control = make_webhook("ten_c")  # receives everything: marks how far routing got
+    subject = make_webhook("ten_c", ("instance.created",))
+    put_webhooks(settings, serde, control)
+    worker = WorkerProcess(cli_env, settings)
+
+    def routed_to(event: Event) -> set[str]:
+        """Webhooks that got a task for ``event`` (waits for the control's task first)."""
+
+        def control_task() -> bool:
+            deliveries.poll()
+            return any(
+                m.key() == control.id.encode()
+                and serde.tasks.decode(m.value(), settings.topics.deliveries).event.id == event.id
+                for m in deliveries.messages
+            )
+
+        wait_until(control_task, 30, f"the control task of {event.type}")
+        deliveries.read_to_end()  # the same batch's other tasks are written too
+        return {
+            t.webhook_id for t in tasks_of(deliveries, serde, settings) if t.event.id == event.id
+        }
+
+    def change_then_route(change: object, event_type: EventType, expect_subject: bool) -> None:
+        written_at = time.monotonic()
+        if change is None:
+            delete_webhook(settings, subject.id)
+        else:
+            put_webhooks(settings, serde, change)  # type: ignore[arg-type]
+        # The promise: any event produced a second after the change is routed by it.
+        wait_until(lambda: time.monotonic() - written_at >= CONFIG_DEADLINE_S, 2, "a second")
+        event = Event.new(event_type, "ten_c")
+        publish(settings, serde, [event])
+        assert (subject.id in routed_to(event)) is expect_subject, (change, event_type)
+
+    try:
+        wait_until(worker.stats, 60, "the worker's web server")
+        probe = Event.new(EventType.INSTANCE_CREATED, "ten_c")
+        publish(settings, serde, [probe])
+        assert routed_to(probe) == {control.id}
+        change_then_route(subject, EventType.INSTANCE_CREATED, True)  # create
+        changed = subject.updated(events=("deploy.*",))
+        change_then_route(changed, EventType.DEPLOY_FAILED, True)  # update
+        change_then_route(changed, EventType.INSTANCE_CREATED, False)  # ...old types are gone
+        change_then_route(changed.updated(active=False), EventType.DEPLOY_FAILED, False)
+        change_then_route(changed.updated(active=True), EventType.DEPLOY_FAILED, True)
+        change_then_route(None, EventType.DEPLOY_FAILED, False)  # tombstone delete
+    finally:
+        worker.stop()

@@ -1,0 +1,84 @@
+"""The retry ladder: durations, jitter bounds, tier order and Retry-After skipping."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from delivery.schedule import RetryLadder, parse_duration
+
+SVIX = ("5s", "5m", "30m", "2h", "5h", "10h")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("50ms", 0.05), ("5s", 5), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1.5s", 1.5)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "5x", "-5s", "s", "5 minutes"])
+def test_bad_duration_names_the_field(text: str) -> None:
+    with pytest.raises(ValueError, match="retry_tiers"):
+        parse_duration(text)
+
+
+def test_ladder_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="retry_tiers"):
+        RetryLadder([])
+    with pytest.raises(ValueError, match="retry_tiers"):
+        RetryLadder(["5m", "5s"])
+    with pytest.raises(ValueError, match="jitter"):
+        RetryLadder(["5s"], jitter=2)
+
+
+def test_walks_the_tiers_then_stops() -> None:
+    ladder = RetryLadder(SVIX, jitter=0)
+    tiers = []
+    current = -1
+    while (step := ladder.next_step(current, now=1000.0)) is not None:
+        tiers.append(step.tier)
+        assert step.not_before == pytest.approx(1000.0 + ladder.delays[step.tier])
+        current = step.tier
+    assert tiers == [0, 1, 2, 3, 4, 5]
+
+
+@given(
+    tier=st.integers(min_value=-1, max_value=len(SVIX) - 2),
+    jitter=st.floats(min_value=0, max_value=1),
+    seed=st.integers(),
+)
+def test_jitter_stays_within_bounds(tier: int, jitter: float, seed: int) -> None:
+    ladder = RetryLadder(SVIX, jitter=jitter)
+    step = ladder.next_step(tier, now=0.0, rng=random.Random(seed))
+    assert step is not None
+    low, high = ladder.delay_bounds(step.tier)
+    assert low == ladder.delays[tier + 1]
+    assert low <= step.not_before <= high + 1e-9
+
+
+def test_jitter_spreads_a_burst() -> None:
+    ladder = RetryLadder(SVIX, jitter=0.5)
+    rng = random.Random(1)
+    dues = {ladder.next_step(-1, 0.0, rng=rng).not_before for _ in range(50)}  # type: ignore[union-attr]
+    assert len(dues) > 40
+
+
+def test_retry_after_skips_to_a_long_enough_tier() -> None:
+    ladder = RetryLadder(SVIX, jitter=0)
+    step = ladder.next_step(-1, now=0.0, retry_after=600)
+    assert step is not None and step.tier == 2  # 30m is the first tier >= 10 minutes
+    step = ladder.next_step(-1, now=0.0, retry_after=2)
+    assert step is not None and step.tier == 0
+    assert step.not_before == 5
+
+
+def test_retry_after_longer_than_every_tier_waits_in_the_last() -> None:
+    ladder = RetryLadder(("50ms", "200ms"), jitter=0)
+    step = ladder.next_step(-1, now=0.0, retry_after=3)
+    assert step is not None and step.tier == 1 and step.not_before == 3
+    assert ladder.next_step(1, now=0.0, retry_after=3) is None

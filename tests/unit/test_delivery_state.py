@@ -1,0 +1,101 @@
+"""Offset tracking, circuit breaker, auto-disable window, retry headers and redrive records."""
+
+from __future__ import annotations
+
+from cpevents.kafka.deadletter import REDRIVE_STRIPPED_PREFIXES, redrive_record
+from delivery.health import BreakerState, CircuitBreakers, FailureWindows
+from delivery.offsets import PartitionProgress
+from delivery.retry_headers import RetryState, parse_retry_state, without_retry_headers
+
+
+def test_commit_stays_below_the_lowest_unfinished() -> None:
+    progress = PartitionProgress()
+    assert progress.to_commit() is None
+    for offset in (10, 11, 12, 13):
+        progress.start(offset)
+    progress.finish(11)
+    progress.finish(13)
+    assert progress.committable() == 10
+    progress.finish(10)
+    assert progress.committable() == 12
+    progress.committed = 12
+    assert progress.to_commit() is None
+    progress.finish(12)
+    assert progress.to_commit() == 14
+    assert progress.in_flight == 0
+
+
+def test_breaker_opens_fails_fast_and_half_opens() -> None:
+    breakers = CircuitBreakers(threshold=3, cooldown=10)
+    for t in range(3):
+        assert breakers.allow("e", t)
+        breakers.record("e", success=False, now=t)
+    assert breakers.state("e", 3) is BreakerState.OPEN
+    assert not breakers.allow("e", 5)
+    assert breakers.allow("other", 5)
+    assert breakers.state("e", 12.5) is BreakerState.HALF_OPEN
+    assert breakers.allow("e", 12.5)  # the one trial
+    assert not breakers.allow("e", 12.6)
+    breakers.record("e", success=False, now=13)
+    assert breakers.state("e", 14) is BreakerState.OPEN
+    assert breakers.allow("e", 23.5)
+    breakers.record("e", success=True, now=24)
+    assert breakers.state("e", 24) is BreakerState.CLOSED
+
+
+def test_success_resets_the_failure_count() -> None:
+    breakers = CircuitBreakers(threshold=2, cooldown=10)
+    breakers.record("e", success=False, now=0)
+    breakers.record("e", success=True, now=1)
+    breakers.record("e", success=False, now=2)
+    assert breakers.state("e", 2) is BreakerState.CLOSED
+
+
+def test_failure_window_disables_after_window_without_success() -> None:
+    windows = FailureWindows(window=100)
+    assert not windows.record("hook", success=False, now=0)
+    assert not windows.record("hook", success=False, now=99)
+    assert windows.record("hook", success=False, now=100)
+    assert not windows.record("hook2", success=False, now=100)
+    assert not windows.record("hook2", success=True, now=150)
+    assert not windows.record("hook2", success=False, now=201)
+    assert not FailureWindows(window=0).record("h", success=False, now=1e9)
+
+
+def test_retry_state_round_trip_and_defaults() -> None:
+    state = RetryState(3, 1234, "t.deliveries", 2, 77, "HTTP 500: " + "x" * 900, 500)
+    parsed = parse_retry_state([("other", b"1"), *state.headers()])
+    assert parsed.attempts == 3 and parsed.not_before_ms == 1234
+    assert (parsed.original_topic, parsed.original_partition, parsed.original_offset) == (
+        "t.deliveries",
+        2,
+        77,
+    )
+    assert parsed.last_status == 500 and parsed.last_error is not None
+    assert len(parsed.last_error) == 500
+    assert parse_retry_state(None) == RetryState()
+    assert parse_retry_state([("retry-attempt", b"junk")]).attempts == 0
+    assert without_retry_headers([("a", b"1"), *state.headers()]) == [("a", b"1")]
+
+
+def test_redrive_record_strips_bookkeeping_and_keeps_the_rest() -> None:
+    headers = [
+        ("trace", b"abc"),
+        ("retry-attempt", b"4"),
+        ("dlt-reason", b"HTTP 500"),
+        ("dlt-original-topic", b"p.deliveries.retry.5s"),
+    ]
+    record = redrive_record(b"k", b"v", headers)
+    assert record.topic == "p.deliveries.retry.5s"
+    assert (record.key, record.value, record.headers) == (b"k", b"v", [("trace", b"abc")])
+    assert redrive_record(b"k", b"v", headers, topic="elsewhere").topic == "elsewhere"
+    assert REDRIVE_STRIPPED_PREFIXES == ("dlt-", "retry-")
+
+
+def test_redrive_without_topic_names_the_header() -> None:
+    try:
+        redrive_record(None, b"v", [])
+    except ValueError as exc:
+        assert "dlt-original-topic" in str(exc)
+    else:
+        raise AssertionError("expected ValueError")

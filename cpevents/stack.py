@@ -7,6 +7,7 @@ This and the CLI are the only places that wire components together. Each service
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -45,6 +46,25 @@ def http_ok(url: str) -> ReadyCheck:
     return check
 
 
+def group_ready(settings: Settings, group_id: str) -> ReadyCheck:
+    """Ready once consumer group ``group_id`` is stable with at least one member."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    from cpevents.kafka.clients import admin_config
+
+    admin = AdminClient(admin_config(settings))
+
+    def check() -> bool:
+        try:
+            description = admin.describe_consumer_groups([group_id])[group_id].result(timeout=5)
+        except Exception:
+            return False
+        return bool(description.state == ConsumerGroupState.STABLE and description.members)
+
+    return check
+
+
 @dataclass
 class Service:
     """One child process of the stack."""
@@ -72,12 +92,15 @@ def _die_with_parent() -> None:
 
 @dataclass
 class StackPorts:
+    """Where the stack's HTTP services listen."""
+
     registry: int
     gateway: int
+    streams_web: int
 
     @classmethod
     def free(cls) -> StackPorts:
-        return cls(registry=free_port(), gateway=free_port())
+        return cls(registry=free_port(), gateway=free_port(), streams_web=free_port())
 
 
 def dev_environment(settings: Settings, home: Path) -> dict[str, str]:
@@ -128,10 +151,15 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self._extra_env)
+        # Children must see the topics the supervisor created, so every setting that names or
+        # shapes a topic is passed on explicitly.
         env.update(
             CPEVENTS_BOOTSTRAP_SERVERS=self.settings.bootstrap_servers or "",
             CPEVENTS_SCHEMA_REGISTRY_URL=self.settings.schema_registry_url,
             CPEVENTS_TOPIC_PREFIX=self.settings.topic_prefix,
+            CPEVENTS_REGISTRY_TOPIC=self.settings.registry_topic,
+            CPEVENTS_RETRY_TIERS=json.dumps(list(self.settings.retry_tiers)),
+            CPEVENTS_PARTITIONS=str(self.settings.partitions),
             PYTHONUNBUFFERED="1",
         )
         return env

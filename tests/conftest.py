@@ -35,7 +35,11 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 def make_settings(kafka_bootstrap: str, **overrides: object) -> Settings:
-    """Settings for one test: its own topic prefix so tests never see each other's records."""
+    """Settings for one test: its own topic prefix so tests never see each other's records.
+
+    The registry defaults to an in-process ``mock://`` one; integration tests that involve other
+    processes pass ``schema_registry_url=registry_url`` (the session's real registry).
+    """
     values: dict[str, object] = {
         "bootstrap_servers": kafka_bootstrap,
         "topic_prefix": f"t{uuid.uuid4().hex[:10]}.",
@@ -49,9 +53,9 @@ def make_settings(kafka_bootstrap: str, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str) -> Settings:
-    """Settings pointing at the session's broker, with the catalog's topics created."""
-    test_settings = make_settings(kafka_bootstrap)
+def settings(kafka_bootstrap: str, registry_url: str) -> Settings:
+    """Settings pointing at the session's broker and registry, with the catalog's topics."""
+    test_settings = make_settings(kafka_bootstrap, schema_registry_url=registry_url)
     ensure_topics(test_settings)
     return test_settings
 

@@ -20,6 +20,7 @@ app.add_typer(worker_app, name="worker")
 # Registration: one line per command module (imported for its side effect on `app`).
 from cpevents.cli import delivery as _delivery  # noqa: E402,F401
 from cpevents.cli import demo as _demo  # noqa: E402,F401
+from cpevents.cli import dev as _dev  # noqa: E402,F401
 from cpevents.cli import events as _events  # noqa: E402,F401
 from cpevents.cli import gateway as _gateway  # noqa: E402,F401
 from cpevents.cli import kafka as _kafka  # noqa: E402,F401

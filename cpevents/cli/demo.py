@@ -1,66 +1,255 @@
-"""``cpevents demo``: the pipeline on the embedded default, start to finish, then exit."""
+"""``cpevents demo``: the whole pipeline on the embedded default, shown live, then exit.
+
+A throwaway Kafka (unless CPEVENTS_BOOTSTRAP_SERVERS is set), the registry, the gateway, a
+router and a delivery worker; two built-in receivers, one healthy and one always failing; a
+webhook on each; one event per subsystem through the gateway. The deliveries table shows the
+healthy endpoint's signed deliveries and the failing one retried, then dead-lettered.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
+import tempfile
+import threading
 import time
+import urllib.request
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Consumer
+from aiohttp import web
+from rich.live import Live
 from rich.table import Table
 
 from cpevents.cli import app
-from cpevents.cli.common import console, load_settings
-from cpevents.kafka.clients import consumer_config
-from cpevents.kafka.resolve import kafka_cluster
-from cpevents.kafka.topics import ensure_topics
-from producers.publisher import EventPublisher
+from cpevents.cli.common import console, err_console, load_settings
+from cpevents.cli.dev import platform_services
+from cpevents.kafka.local import free_port
+from cpevents.stack import LocalStack, StackError, StackPorts
+from delivery.signing import WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP, signature
 from schemas.samples import sample_events
-from schemas.serde import Serde
+from schemas.secrets import generate_encryption_key
+
+DEMO_TENANT = "ten_demo"
+# Short tiers so the failing endpoint reaches the dead-letter topic within seconds.
+DEMO_RETRY_TIERS = ("1s", "2s")
+
+
+@dataclass
+class Receivers:
+    """Two local endpoints: ``/ok`` verifies Standard Webhooks signatures, ``/fail`` answers 500."""
+
+    port: int = field(default_factory=free_port)
+    secrets: dict[str, str] = field(default_factory=dict)  # path -> signing secret
+    valid: int = 0
+    invalid: int = 0
+    failed: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _ok(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        secret = self.secrets.get("/ok", "")
+        expected = signature(
+            secret, request.headers[WEBHOOK_ID], int(request.headers[WEBHOOK_TIMESTAMP]), body
+        )
+        offered = request.headers.get(WEBHOOK_SIGNATURE, "").split()
+        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+            self.valid += 1
+            return web.Response(status=204)
+        self.invalid += 1
+        return web.Response(status=401)
+
+    async def _fail(self, request: web.Request) -> web.Response:
+        self.failed += 1
+        return web.Response(status=500, text="the demo's failing endpoint always fails")
+
+    def start(self) -> Callable[[], None]:
+        """Serve in a background thread; returns the function that stops serving."""
+        started = threading.Event()
+        loop = asyncio.new_event_loop()
+        stopping = asyncio.Event()
+
+        async def main() -> None:
+            application = web.Application()
+            application.router.add_post("/ok", self._ok)
+            application.router.add_post("/fail", self._fail)
+            runner = web.AppRunner(application, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            started.set()
+            await stopping.wait()
+            await runner.cleanup()
+
+        thread = threading.Thread(
+            target=loop.run_until_complete, args=(main(),), name="demo-receivers", daemon=True
+        )
+        thread.start()
+        started.wait(10)
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(stopping.set)
+            thread.join(10)
+
+        return stop
+
+
+def _call(method: str, url: str, token: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _table(deliveries: list[dict[str, Any]], names: dict[str, str], types: dict[str, str]) -> Table:
+    table = Table(
+        "delivery",
+        "webhook",
+        "event",
+        "status",
+        "attempts",
+        "HTTP",
+        "next retry",
+        "error",
+        title="deliveries (live)",
+    )
+    colour = {"delivered": "green", "retrying": "yellow", "dead_lettered": "red"}
+    for item in sorted(deliveries, key=lambda d: (names.get(d["webhook_id"], ""), d["id"])):
+        status = item["status"]
+        table.add_row(
+            item["id"][:12] + "…",
+            names.get(item["webhook_id"], item["webhook_id"]),
+            types.get(item["event_id"], item["event_id"]),
+            f"[{colour.get(status, 'white')}]{status}[/]",
+            str(item["attempts"]),
+            str(item.get("status_code") or ""),
+        )
+    return table
 
 
 @app.command()
-def demo() -> None:
-    """Start a throwaway Kafka (unless CPEVENTS_BOOTSTRAP_SERVERS is set), publish one event per
-    subsystem as Avro, read them back from Kafka and show them."""
+def demo(
+    timeout: float = 120.0,
+) -> None:
+    """Run the whole pipeline locally: deliveries, a retry and a dead letter, live; then exit."""
     base = load_settings()
-    started = time.monotonic()
-    console.print("starting Kafka (first run downloads it with Maven)…")
-    with kafka_cluster(base) as servers:
-        console.print(f"Kafka ready at {servers} after {time.monotonic() - started:.1f}s")
-        # The embedded registry arrives with the registry issue; until then the demo uses
-        # confluent-kafka's in-process mock registry.
-        settings = base.model_copy(
-            update={"bootstrap_servers": servers, "schema_registry_url": "mock://demo"}
+    run = uuid.uuid4().hex[:8]
+    settings = base.model_copy(
+        update={
+            "retry_tiers": DEMO_RETRY_TIERS,
+            # On a shared cluster the demo keeps to topics of its own.
+            "topic_prefix": f"{base.topic_prefix}demo{run}."
+            if base.bootstrap_servers
+            else base.topic_prefix,
+            "registry_topic": f"_schemas-demo{run}"
+            if base.bootstrap_servers
+            else base.registry_topic,
+        }
+    )
+    token = f"demo_{uuid.uuid4().hex}"
+    extra_env = {
+        "CPEVENTS_SECRET_KEY": generate_encryption_key(),
+        "CPEVENTS_ADMIN_TOKEN": token,
+        "CPEVENTS_DELIVERY_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+    }
+    receivers = Receivers()
+    stop_receivers = receivers.start()
+    with tempfile.TemporaryDirectory(prefix="cpevents-demo-") as logs:
+        stack = LocalStack(
+            settings,
+            platform_services,
+            StackPorts.free(),
+            Path(logs),
+            extra_env,
+            ephemeral_kafka=True,
         )
-        ensure_topics(settings)
-        serde = Serde(settings.schema_registry_url)
-        events = EventPublisher(settings, serde).publish(sample_events())
-        console.print(f"published {len(events)} events (acks=all)")
-
-        consumer = Consumer(consumer_config(settings, f"demo-{uuid.uuid4().hex}"))
-        consumer.subscribe(settings.topics.all_events)
-        table = Table("topic", "partition@offset", "type", "tenant", "payload", title="read back")
-        seen = 0
-        deadline = time.monotonic() + 30
+        console.print(
+            "[bold]Ctrl Plane Events demo[/bold] — starting the stack "
+            "(first run downloads Kafka with Maven)…"
+        )
         try:
-            while seen < len(events) and time.monotonic() < deadline:
-                message = consumer.poll(0.5)
-                if message is None or message.error():
-                    continue
-                topic = message.topic() or ""
-                event = serde.events.decode(message.value(), topic)
-                table.add_row(
-                    message.topic(),
-                    f"{message.partition()}@{message.offset()}",
-                    str(event.type),
-                    event.tenant_id,
-                    str(event.payload),
-                )
-                seen += 1
+            with stack.running(on_progress=lambda message: console.print(f"  {message}")):
+                ok = _run_demo(stack, receivers, token, timeout)
+        except StackError as exc:
+            err_console.print(f"[red]demo failed to start:[/red] {exc}")
+            raise SystemExit(1) from None
         finally:
-            consumer.close()
-        console.print(table)
-        if seen != len(events):
-            console.print(f"[red]only {seen} of {len(events)} events came back[/red]")
-            raise SystemExit(1)
-    console.print("[green]demo complete[/green]; Kafka stopped")
+            stop_receivers()
+    console.print("stack stopped")
+    raise SystemExit(0 if ok else 1)
+
+
+def _run_demo(stack: LocalStack, receivers: Receivers, token: str, timeout: float) -> bool:
+    gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+    healthy = _call(
+        "POST",
+        f"{gateway}/v1/webhooks",
+        token,
+        {"tenant_id": DEMO_TENANT, "url": receivers.url("/ok"), "events": []},
+    )
+    receivers.secrets["/ok"] = healthy["secret"]
+    failing = _call(
+        "POST",
+        f"{gateway}/v1/webhooks",
+        token,
+        {"tenant_id": DEMO_TENANT, "url": receivers.url("/fail"), "events": ["deploy.*"]},
+    )
+    names = {healthy["id"]: "ok", failing["id"]: "failing"}
+    console.print(
+        f"webhooks: {healthy['id']} → {receivers.url('/ok')} (every event), "
+        f"{failing['id']} → {receivers.url('/fail')} (deploy.*, always HTTP 500)"
+    )
+
+    events = sample_events(DEMO_TENANT)
+    ids = _call("POST", f"{gateway}/v1/events", token, [e.to_json_dict() for e in events])["ids"]
+    types = {event.id: str(event.type) for event in events}
+    console.print(
+        f"published {len(ids)} events through the gateway: " + ", ".join(types[i] for i in ids)
+    )
+
+    expected_ok, expected_dead = len(events), sum(1 for e in events if e.type.startswith("deploy."))
+    seen: dict[str, tuple[str, int]] = {}
+    deadline = time.monotonic() + timeout
+    deliveries: list[dict[str, Any]] = []
+    with Live(_table([], names, types), console=console, refresh_per_second=4) as live:
+        while time.monotonic() < deadline:
+            deliveries = _call("GET", f"{gateway}/v1/deliveries", token)["deliveries"]
+            for item in deliveries:
+                state = (item["status"], item["attempts"])
+                if seen.get(item["id"]) != state:
+                    seen[item["id"]] = state
+                    live.console.print(
+                        f"  {names[item['webhook_id']]:>7} {types[item['event_id']]:<18}"
+                        f" attempt {item['attempts']}: {item['status']}"
+                        + (f" (HTTP {item['status_code']})" if item.get("status_code") else "")
+                    )
+            live.update(_table(deliveries, names, types))
+            delivered = [d for d in deliveries if d["status"] == "delivered"]
+            dead = [d for d in deliveries if d["status"] == "dead_lettered"]
+            if len(delivered) >= expected_ok and len(dead) >= expected_dead:
+                break
+            time.sleep(0.3)
+    console.print()
+    dead_letters = [d for d in deliveries if d["status"] == "dead_lettered"]
+    retried = max((d["attempts"] for d in dead_letters), default=0) - 1
+    console.print(
+        f"delivered: {receivers.valid} with valid signatures ({receivers.invalid} invalid); "
+        f"failing endpoint called {receivers.failed} times (retried {max(retried, 0)} times), "
+        f"dead letters: {len(dead_letters)}"
+    )
+    ok = (
+        receivers.valid >= expected_ok
+        and receivers.invalid == 0
+        and len(dead_letters) == expected_dead
+    )
+    console.print("[green]demo complete[/green]" if ok else "[red]demo incomplete[/red]")
+    return ok

@@ -129,7 +129,12 @@ def test_sigkill_mid_stream_loses_no_task(
         try:
             wait_until(all_tasks, 90, "every task after the kill")
         except AssertionError:
-            print("DEBUG", len(seen), len(expected), replacement.log_tail(60))
+            n = 0
+            for t in settings.topics.all_events:
+                r = TopicReader(settings, t)
+                n += len(r.read_to_end())
+                r.close()
+            print("DEBUG", len(seen), len(expected), "events on topics", n, producer.is_alive())
             raise
         deliveries.read_to_end()
         tasks = [

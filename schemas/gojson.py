@@ -124,6 +124,11 @@ def dumps(value: Any) -> str:
     return text
 
 
+def dumps_str(value: str) -> str:
+    """Marshal a string as Go does (``dumps`` of a ``str``, without the type dispatch)."""
+    return _string(value)
+
+
 def dumps_ordered(fields: list[tuple[str, Any]]) -> str:
     """Marshal a Go struct: fields in declaration order (maps inside are still sorted)."""
     return "{" + ",".join(f"{dumps(key)}:{dumps(value)}" for key, value in fields) + "}"

@@ -28,11 +28,11 @@ def to_utc(value: datetime, field: str) -> datetime:
 
 def format_rfc3339(value: datetime) -> str:
     """Go's ``time.Time`` JSON form: RFC 3339, trailing fractional zeros dropped, ``Z`` for UTC."""
-    v = value.astimezone(UTC)
-    text = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
-    if v.microsecond:
-        text += "." + f"{v.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    v = value if value.tzinfo is UTC else value.astimezone(UTC)
+    # isoformat (C) writes "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00" with a zero-padded year; the
+    # fraction appears only when non-zero, so trimming its zeros never reaches the dot.
+    text = datetime.isoformat(v)
+    return (text[:26].rstrip("0") if v.microsecond else text[:19]) + "Z"
 
 
 def parse_rfc3339(text: str, field: str) -> datetime:

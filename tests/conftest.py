@@ -16,7 +16,7 @@ from cpevents.kafka.topics import ensure_topics
 from cpevents.settings import Settings
 from schemas.secrets import generate_encryption_key
 
-pytest_plugins = ["tests.fixtures_registry"]
+pytest_plugins = ["tests.fixtures_registry", "tests.fixtures_delivery"]
 
 TEST_RETRY_TIERS = ("50ms", "200ms", "500ms")
 

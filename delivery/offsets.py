@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 
 class PartitionProgress:
@@ -44,3 +45,41 @@ class PartitionProgress:
         if offset is None or (self.committed is not None and offset <= self.committed):
             return None
         return offset
+
+
+class Outputs:
+    """The records one task produced, counted until Kafka acknowledged every one of them.
+
+    A task's offset is finished only when all its outputs are acknowledged. The count starts
+    at one, a seal, so acknowledgements that arrive while the task is still producing (a full
+    local queue makes the producer serve callbacks) cannot finish it early; ``seal`` drops it.
+    ``done`` runs once, when the last output is acknowledged; after a failed output it never runs.
+    """
+
+    __slots__ = ("_done", "_remaining", "failed")
+
+    def __init__(self, done: Callable[[], None]) -> None:
+        self._done = done
+        self._remaining = 1
+        self.failed = False
+
+    def add(self) -> None:
+        """One more output is on its way."""
+        self._remaining += 1
+
+    def acked(self) -> None:
+        """One output was acknowledged."""
+        self._release()
+
+    def fail(self) -> None:
+        """One output was refused: the task must stay unfinished."""
+        self.failed = True
+
+    def seal(self) -> None:
+        """The task produced everything it will."""
+        self._release()
+
+    def _release(self) -> None:
+        self._remaining -= 1
+        if self._remaining == 0 and not self.failed:
+            self._done()

@@ -1,10 +1,11 @@
 """The delivery worker: consumes tasks and retry tiers, posts them, and records every attempt.
 
-Threads: asyncio runs the HTTP attempts; one executor thread owns the Kafka consumer (every
-consumer call, and so every rebalance callback, happens there, in order); a thread polls the
-producer for acknowledgements. A task's offset counts as done only once everything it produced
-(attempt record, retry or dead letter) is acknowledged, and a partition's offset is committed
-only below its lowest unfinished task: a crash redoes work, it never loses it.
+Threads: asyncio runs the HTTP attempts and serves the producer's acknowledgements (it polls
+the producer itself, so an acknowledgement costs no thread hop); one executor thread owns the
+Kafka consumer (every consumer call, and so every rebalance callback, happens there, in order).
+A task's offset counts as done only once everything it produced (attempt record, retry or dead
+letter) is acknowledged, and a partition's offset is committed only below its lowest unfinished
+task: a crash redoes work, it never loses it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -26,7 +28,7 @@ from cpevents.kafka.clients import consumer_config, producer_config
 from cpevents.kafka.deadletter import dead_letter_headers, message_headers
 from cpevents.settings import Settings
 from delivery.health import CircuitBreakers, FailureWindows
-from delivery.offsets import PartitionProgress
+from delivery.offsets import Outputs, PartitionProgress
 from delivery.outcome import Outcome, Verdict
 from delivery.registry import register_schemas
 from delivery.retry_headers import RetryState, parse_retry_state, without_retry_headers
@@ -45,9 +47,25 @@ SOURCE = "delivery"
 _COMMIT_INTERVAL = 0.2
 _POLL_TIMEOUT = 0.05
 _BATCH = 500
+# How often the loop serves producer acknowledgements (seconds).
+_ACK_INTERVAL = 0.005
+# At the in-flight limit, wait this long for room before pausing every partition: pausing
+# drops librdkafka's prefetched records, so it is kept for endpoints that stay slow.
+_ROOM_WAIT = 0.5
 
 T = TypeVar("T")
 PartitionKey = tuple[str, int]
+Headers = Sequence[tuple[str, str | bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record an attempt leaves behind: an attempt record, a retry, a dead letter."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
 
 
 def group_id(settings: Settings) -> str:
@@ -88,11 +106,11 @@ class DeliveryWorker:
         self._lock = threading.Lock()
         self._progress: dict[PartitionKey, PartitionProgress] = {}
         self._held: dict[PartitionKey, float] = {}  # tier partitions paused until their head is due
-        self._in_flight = 0
+        self._in_flight = 0  # admitted tasks whose outputs are not all acknowledged yet
+        self._room = asyncio.Event()  # set while in_flight is under the limit
         self._throttled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
-        self._stopped = threading.Event()
         self._last_commit = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -105,8 +123,7 @@ class DeliveryWorker:
         self._directory = WebhookDirectory(self._settings, self._serde)
         await loop.run_in_executor(None, self._directory.start)
         self._producer = Producer(producer_config(self._settings))
-        poller = threading.Thread(target=self._poll_producer, name="delivery-acks", daemon=True)
-        poller.start()
+        acks = asyncio.create_task(self._serve_acks())
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="delivery-consumer")
         self._consumer = Consumer(
             consumer_config(
@@ -132,39 +149,57 @@ class DeliveryWorker:
                 await self._consume(stop)
                 await self._drain()
         finally:
+            acks.cancel()
             await self._shutdown()
-            self._stopped.set()
-            poller.join(timeout=5)
         if self._failure is not None:
             raise WorkerError(f"delivery worker failed: {self._failure}") from self._failure
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        limit = self._settings.delivery_concurrency
         while not stop.is_set() and self._failure is None:
             await self._housekeeping()
-            messages = await self._kafka(self._consumer.consume, _BATCH, _POLL_TIMEOUT)
+            room = limit - self._in_flight
+            if room <= 0 and not self._throttled:
+                # Usually room comes back within milliseconds; records stay prefetched meanwhile.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), _ROOM_WAIT)
+                room = limit - self._in_flight
+                if room <= 0:
+                    self._throttle()
+                continue
+            # Never take more than there is room for, so the limit holds without pausing.
+            batch = min(_BATCH, max(room, 1))
+            messages = await self._kafka(self._consumer.consume, batch, _POLL_TIMEOUT)
             for message in messages:
                 self._admit(message)
 
     async def _drain(self) -> None:
         # Graceful shutdown: give in-flight attempts their full timeout, then hand them back
-        # (uncommitted, so the group redelivers them).
+        # (uncommitted, so the group redelivers them); wait for the outputs of finished ones.
+        deadline = time.monotonic() + self._settings.delivery_timeout + 5
         pending = set(self._tasks)
         if pending:
             await asyncio.wait(pending, timeout=self._settings.delivery_timeout + 5)
         for task in self._tasks:
             task.cancel()
+        # Acknowledgements arrive by polling (``_serve_acks``): there is no event to wait on.
+        while len(self._producer) and self._failure is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(_ACK_INTERVAL)
         await self._commit(force=True)
 
     async def _shutdown(self) -> None:
         with contextlib.suppress(Exception):
             await self._kafka(self._consumer.close)
         self._executor.shutdown(wait=True)
+        # Any output still unacknowledged belongs to a task whose offset stays uncommitted.
         await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, 10)
         self._directory.stop()
 
-    def _poll_producer(self) -> None:
-        while not self._stopped.is_set():
-            self._producer.poll(0.05)
+    async def _serve_acks(self) -> None:
+        """Run producer delivery callbacks on the loop, so they touch worker state directly."""
+        while True:
+            self._producer.poll(0)
+            await asyncio.sleep(_ACK_INTERVAL)
 
     async def _kafka(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a consumer call on the consumer's own thread."""
@@ -188,8 +223,13 @@ class DeliveryWorker:
             for tp in partitions:
                 self._progress[(tp.topic, tp.partition)] = PartitionProgress()
                 self._held.pop((tp.topic, tp.partition), None)
-        # librdkafka remembers pause state across assignments; start every partition running.
-        consumer.resume(partitions)
+            throttled = self._throttled
+        if throttled:
+            # New partitions join the others' pause until there is room again.
+            consumer.pause(partitions)
+        else:
+            # librdkafka remembers pause state across assignments; start every partition running.
+            consumer.resume(partitions)
         log.info("assigned %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -247,9 +287,18 @@ class DeliveryWorker:
                 return
             progress.start(offset)
             self._in_flight += 1
+            if self._in_flight >= self._settings.delivery_concurrency:
+                self._room.clear()
         task = asyncio.create_task(self._handle(message, tier, state, progress, offset))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _throttle(self) -> None:
+        """Pause every partition: the in-flight limit stayed reached (slow endpoints)."""
+        with self._lock:
+            self._throttled = True
+            assigned = [TopicPartition(t, p) for t, p in self._progress]
+        self._kafka_later(self._consumer.pause, assigned)
 
     async def _housekeeping(self) -> None:
         now = self._clock()
@@ -258,16 +307,14 @@ class DeliveryWorker:
             for key in due:
                 del self._held[key]
             assigned = list(self._progress)
-            over = self._in_flight >= self._settings.delivery_concurrency
             under = self._in_flight <= self._settings.delivery_concurrency // 2
             held = set(self._held)
+            resume = self._throttled and under
+            if resume:
+                self._throttled = False
         if due and not self._throttled:
             self._kafka_later(self._consumer.resume, [TopicPartition(t, p) for t, p in due])
-        if over and not self._throttled:
-            self._throttled = True
-            self._kafka_later(self._consumer.pause, [TopicPartition(t, p) for t, p in assigned])
-        elif self._throttled and under:
-            self._throttled = False
+        if resume:
             running = [TopicPartition(t, p) for t, p in assigned if (t, p) not in held]
             self._kafka_later(self._consumer.resume, running)
         await self._commit()
@@ -300,52 +347,59 @@ class DeliveryWorker:
         progress: PartitionProgress,
         offset: int,
     ) -> None:
+        outputs = Outputs(lambda: self._finished(progress, offset))
         try:
-            await self._deliver(message, tier, state)
+            for output in await self._deliver(message, tier, state):
+                self._produce(output, outputs)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             # Only Kafka refusing our output gets here; the task stays unfinished so that its
             # offset is never committed, and the worker stops to be restarted.
             log.exception("delivery worker stopping")
+            outputs.fail()
             self._failure = exc
             return
+        outputs.seal()
+
+    def _finished(self, progress: PartitionProgress, offset: int) -> None:
+        """Every output of the task at ``offset`` is acknowledged: its offset may be committed."""
         with self._lock:
             progress.finish(offset)
             self._in_flight -= 1
+            if self._in_flight < self._settings.delivery_concurrency:
+                self._room.set()
 
-    async def _deliver(self, message: Message, tier: int, state: RetryState) -> None:
+    async def _deliver(self, message: Message, tier: int, state: RetryState) -> list[Output]:
         try:
             task = self._serde.tasks.decode(message.value(), message.topic() or "")
         except DecodeError as exc:
-            await self._dead_letter(message, f"undecodable delivery task: {exc.reason}", {})
-            return
+            return [self._dead_letter(message, f"undecodable delivery task: {exc.reason}", {})]
         webhook = await self._directory.lookup(task.webhook_id)
         if webhook is None or not webhook.active:
             why = "webhook deleted" if webhook is None else "webhook inactive"
             log.info("dropping delivery %s: %s", task.id, why)
-            await self._record(task, DeliveryStatus.DISABLED, state.attempts, error=why)
-            return
+            return [self._record(task, DeliveryStatus.DISABLED, state.attempts, error=why)]
         attempt = state.attempts + 1
         try:
             secrets = self._directory.secrets(webhook)
         except ValueError as exc:
-            await self._finish(message, task, attempt, _no_response(Verdict.DEAD_LETTER, str(exc)))
-            return
+            return self._finish(message, task, attempt, _no_response(Verdict.DEAD_LETTER, str(exc)))
         if not secrets:
             reason = "webhook has no active signing secret"
-            await self._finish(message, task, attempt, _no_response(Verdict.DEAD_LETTER, reason))
-            return
+            return self._finish(message, task, attempt, _no_response(Verdict.DEAD_LETTER, reason))
         result = await self._attempt(task, webhook, secrets)
-        await self._finish(message, task, attempt, result, tier, state, webhook)
+        return self._finish(message, task, attempt, result, tier, state, webhook)
 
     async def _attempt(
         self, task: DeliveryTask, webhook: Webhook, secrets: list[str]
     ) -> AttemptResult:
         endpoint = endpoint_key(webhook.url)
-        slot = self._slots.setdefault(
-            endpoint, asyncio.Semaphore(self._settings.delivery_per_endpoint_limit)
-        )
+        slot = self._slots.get(endpoint)
+        if slot is None:
+            slot = self._slots[endpoint] = asyncio.Semaphore(
+                self._settings.delivery_per_endpoint_limit
+            )
         async with slot:
             if not self._breakers.allow(endpoint, self._clock()):
                 return _no_response(Verdict.RETRY, "circuit open: endpoint keeps failing")
@@ -356,7 +410,7 @@ class DeliveryWorker:
         self._breakers.record(endpoint, success=not failed, now=self._clock())
         return result
 
-    async def _finish(
+    def _finish(
         self,
         message: Message,
         task: DeliveryTask,
@@ -365,10 +419,11 @@ class DeliveryWorker:
         tier: int = -1,
         state: RetryState | None = None,
         webhook: Webhook | None = None,
-    ) -> None:
+    ) -> list[Output]:
+        """What an attempt leaves behind: its record, and a retry, a dead letter or a disable."""
         outcome = result.outcome
         verdict = outcome.verdict
-        pending: list[asyncio.Future[None]] = []
+        outputs: list[Output] = []
         status = DeliveryStatus.DELIVERED
         next_retry: datetime | None = None
         error: str | None = None if verdict is Verdict.DELIVERED else outcome.reason
@@ -381,7 +436,7 @@ class DeliveryWorker:
                     webhook.tenant_id,
                     self._settings.delivery_disable_after,
                 )
-                pending.append(self._disable(webhook))
+                outputs.append(self._disable(webhook))
         elif webhook is not None:
             self._failing.record(webhook.id, success=True, now=self._clock())
         if verdict is Verdict.RETRY:
@@ -389,32 +444,30 @@ class DeliveryWorker:
             if step is None:
                 status = DeliveryStatus.DEAD_LETTERED
                 error = f"retries exhausted after {attempt} attempts: {outcome.reason}"
-                pending.append(self._dead_letter_future(message, error, extra, task))
+                outputs.append(self._dead_letter(message, error, extra, task))
             else:
                 status = DeliveryStatus.RETRYING
                 next_retry = datetime.fromtimestamp(step.not_before, UTC)
-                pending.append(
+                outputs.append(
                     self._schedule(message, attempt, step.tier, step.not_before, result, state)
                 )
         elif verdict is Verdict.DEAD_LETTER:
             status = DeliveryStatus.DEAD_LETTERED
-            pending.append(self._dead_letter_future(message, outcome.reason, extra, task))
+            outputs.append(self._dead_letter(message, outcome.reason, extra, task))
         elif verdict is Verdict.GONE:
             status = DeliveryStatus.DISABLED
             if webhook is not None:
                 log.warning("disabling webhook %s: endpoint answered 410 Gone", webhook.id)
-                pending.append(self._disable(webhook))
-            pending.append(
-                self._dead_letter_future(
-                    message, f"{outcome.reason}; webhook disabled", extra, task
-                )
+                outputs.append(self._disable(webhook))
+            outputs.append(
+                self._dead_letter(message, f"{outcome.reason}; webhook disabled", extra, task)
             )
-        pending.append(
-            self._record_future(
+        outputs.append(
+            self._record(
                 task, status, attempt, result.status, error, next_retry, result.duration_ms
             )
         )
-        await asyncio.gather(*pending)
+        return outputs
 
     # -- outputs ----------------------------------------------------------------------------------
 
@@ -426,7 +479,7 @@ class DeliveryWorker:
         not_before: float,
         result: AttemptResult,
         state: RetryState | None,
-    ) -> asyncio.Future[None]:
+    ) -> Output:
         first = state if state is not None and state.original_topic else None
         retry = RetryState(
             attempts=attempt,
@@ -437,20 +490,20 @@ class DeliveryWorker:
             last_error=result.outcome.reason,
             last_status=result.status,
         )
-        return self._produce(
+        return Output(
             self._topics.retry(self._ladder.names[tier]),
             message.key(),
             message.value(),
             without_retry_headers(message_headers(message)) + retry.headers(),
         )
 
-    def _dead_letter_future(
+    def _dead_letter(
         self,
         message: Message,
         reason: str,
         extra: dict[str, str],
         task: DeliveryTask | None = None,
-    ) -> asyncio.Future[None]:
+    ) -> Output:
         if task is not None:
             extra = {
                 **extra,
@@ -467,19 +520,14 @@ class DeliveryWorker:
             message.offset(),
             reason,
         )
-        return self._produce(self._topics.deliveries_dlt, message.key(), message.value(), headers)
+        return Output(self._topics.deliveries_dlt, message.key(), message.value(), headers)
 
-    async def _dead_letter(self, message: Message, reason: str, extra: dict[str, str]) -> None:
-        await self._dead_letter_future(message, reason, extra)
-
-    def _disable(self, webhook: Webhook) -> asyncio.Future[None]:
+    def _disable(self, webhook: Webhook) -> Output:
         disabled = webhook.updated(active=False)
         topic = self._topics.webhooks
-        return self._produce(
-            topic, webhook.id.encode(), self._serde.webhooks.encode(disabled, topic), []
-        )
+        return Output(topic, webhook.id.encode(), self._serde.webhooks.encode(disabled, topic))
 
-    def _record_future(
+    def _record(
         self,
         task: DeliveryTask,
         status: DeliveryStatus,
@@ -488,7 +536,7 @@ class DeliveryWorker:
         error: str | None = None,
         next_retry: datetime | None = None,
         duration_ms: float = 0.0,
-    ) -> asyncio.Future[None]:
+    ) -> Output:
         record = WebhookDelivery(
             id=task.id,
             webhook_id=task.webhook_id,
@@ -504,47 +552,35 @@ class DeliveryWorker:
             updated_at=utc_now(),
         )
         topic = self._topics.webhook_deliveries
-        return self._produce(
-            topic, task.id.encode(), self._serde.deliveries.encode(record, topic), []
-        )
+        return Output(topic, task.id.encode(), self._serde.deliveries.encode(record, topic))
 
-    async def _record(
-        self, task: DeliveryTask, status: DeliveryStatus, attempts: int, error: str
-    ) -> None:
-        await self._record_future(task, status, attempts, error=error)
-
-    def _produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str, str | bytes | None]],
-    ) -> asyncio.Future[None]:
-        """Produce, returning a future that resolves once Kafka acknowledged the record."""
-        loop = self._loop
-        future: asyncio.Future[None] = loop.create_future()
+    def _produce(self, output: Output, outputs: Outputs) -> None:
+        """Produce ``output``; ``outputs`` hears of its acknowledgement (on the loop thread)."""
+        topic = output.topic
 
         def settle(error: KafkaError | None, _message: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, topic, error)
+            if error is None:
+                outputs.acked()
+                return
+            outputs.fail()
+            if self._failure is None:
+                log.error("delivery worker stopping: %s refused a record: %s", topic, error.str())
+                self._failure = KafkaException(f"{topic}: {error.str()}")
 
+        outputs.add()
         while True:
             try:
                 self._producer.produce(
-                    topic, key=key, value=value, headers=list(headers), on_delivery=settle
+                    topic,
+                    key=output.key,
+                    value=output.value,
+                    headers=list(output.headers),
+                    on_delivery=settle,
                 )
-                return future
+                return
             except BufferError:
-                # The local queue is full: let the ack thread drain it.
-                time.sleep(0.001)
-
-
-def _settle(future: asyncio.Future[None], topic: str, error: KafkaError | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(KafkaException(f"{topic}: {error.str()}"))
+                # The local queue is full: serve acknowledgements until there is room.
+                self._producer.poll(0.01)
 
 
 def _no_response(verdict: Verdict, reason: str) -> AttemptResult:

@@ -2,18 +2,21 @@
 
     CPEVENTS_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/router.py [--events 30000]
 
+Without CPEVENTS_BOOTSTRAP_SERVERS it starts a throwaway broker (as the test suite does).
+
 Writes N events (one matching webhook each) to fresh topics, then measures over the same records:
 1. ceiling: a bare confluent-kafka consume→produce loop copying the raw records;
 2. the router's own work (decode, match, build + encode the task) in that same bare loop;
 3. the Faust worker (``cpevents worker streams``), from its first task to its last (Kafka
    timestamps of the tasks, so start-up is excluded).
-Without CPEVENTS_SCHEMA_REGISTRY_URL the run uses an in-process mock registry (the worker then
-runs through tests/fixtures_streams.py, which aligns its mock registry with this process's).
+Without CPEVENTS_SCHEMA_REGISTRY_URL the run starts our registry in-process (on a topic of its
+own), which the worker process shares.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import os
 import pstats
@@ -27,20 +30,16 @@ from confluent_kafka import Consumer, Producer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cpevents.kafka.clients import consumer_config, producer_config
+from cpevents.kafka.resolve import kafka_cluster
 from cpevents.kafka.topics import ensure_topics
 from cpevents.settings import Settings
 from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.registry.server import RegistryThread
 from schemas.serde import Serde
 from streams.matching import WebhookIndex
 from streams.routing import Router
-from tests.fixtures_streams import (
-    WorkerProcess,
-    align_registry,
-    make_webhook,
-    produce,
-    put_webhooks,
-)
+from tests.fixtures_streams import WorkerProcess, make_webhook, produce, put_webhooks
 
 TARGET = 10_000.0
 TYPES = list(EventType)
@@ -106,18 +105,29 @@ def main() -> None:
         "--profile", action="store_true", help="print where the routing time goes, even if fast"
     )
     args = parser.parse_args()
-
-    os.environ.setdefault("CPEVENTS_SCHEMA_REGISTRY_URL", f"mock://{uuid.uuid4().hex}")
     os.environ["CPEVENTS_TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}."
+    with contextlib.ExitStack() as stack:
+        # CPEVENTS_BOOTSTRAP_SERVERS if set, else a throwaway broker (Docker or a local JVM).
+        os.environ["CPEVENTS_BOOTSTRAP_SERVERS"] = stack.enter_context(kafka_cluster(Settings()))
+        if "CPEVENTS_SCHEMA_REGISTRY_URL" not in os.environ:
+            registry = stack.enter_context(
+                RegistryThread(Settings(registry_topic=f"_schemas.bench.{uuid.uuid4().hex[:8]}"))
+            )
+            os.environ["CPEVENTS_SCHEMA_REGISTRY_URL"] = registry.url
+        run(args.events, args.profile)
+
+
+def run(count: int, profile: bool) -> None:
+    """Write ``count`` events, then measure the ceiling, the routing work and the worker."""
     settings = Settings()
     ensure_topics(settings)
-    serde = align_registry(Serde(settings.schema_registry_url), settings)
+    serde = Serde(settings.schema_registry_url)
     tenants = [f"ten_{i}" for i in range(12)]
     hooks = [make_webhook(t) for t in tenants]
     put_webhooks(settings, serde, *hooks)
     events = [
         Event.new(TYPES[i % len(TYPES)], tenants[i % len(tenants)]).with_payload({"i": i})
-        for i in range(args.events)
+        for i in range(count)
     ]
     records: list[tuple[str, bytes | None, bytes | None]] = []
     for event in events:
@@ -125,23 +135,23 @@ def main() -> None:
         records.append((topic, event.tenant_id.encode(), serde.events.encode(event, topic)))
     produce(settings, records, timeout=120)
     size = sum(len(r[2] or b"") for r in records) / len(records)
-    print(f"{args.events} events of {size:.0f} bytes on {len(settings.topics.all_events)} topics")
+    print(f"{count} events of {size:.0f} bytes on {len(settings.topics.all_events)} topics")
 
     scratch = settings.topics.deliveries_dlt  # any topic of this run that nothing reads
-    ceiling = bare_loop(settings, None, args.events, scratch)
+    ceiling = bare_loop(settings, None, count, scratch)
     print(f"ceiling   bare confluent consume→produce:        {ceiling:9,.0f} events/s")
     router = Router(serde, WebhookIndex(hooks), settings.topics.deliveries)
-    logic = bare_loop(settings, router, args.events, scratch)
+    logic = bare_loop(settings, router, count, scratch)
     print(f"          routing work in the bare loop:         {logic:9,.0f} events/s")
     env = {**os.environ, "CPEVENTS_BOOTSTRAP_SERVERS": settings.bootstrap_servers or ""}
-    rate = worker_rate(settings, env, args.events)
+    rate = worker_rate(settings, env, count)
     print(f"router    Faust worker (one task per event):     {rate:9,.0f} events/s")
     print(
         f"ratio     router / bare ceiling = {rate / ceiling:.2f}; "
         f"router / routing-work loop = {rate / logic:.2f}; target {TARGET:,.0f}/s: "
         f"{'met' if rate >= TARGET else 'NOT met'}"
     )
-    if args.profile or rate < TARGET:
+    if profile or rate < TARGET:
         profile_routing(router, records[: min(len(records), 5000)])
 
 

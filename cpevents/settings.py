@@ -117,7 +117,10 @@ class Settings(BaseSettings):
     kafka_version: str = KAFKA_VERSION
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
-    kafka_heap: str = "512m"
+    kafka_heap: str = Field(
+        default="1g",
+        description="JVM heap of the local broker; test sessions create thousands of topics",
+    )
 
     @property
     def topics(self) -> Topics:

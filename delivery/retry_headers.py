@@ -48,13 +48,18 @@ class RetryState:
         return [(name, value.encode()) for name, value in values]
 
 
+_FRESH = RetryState()
+
+
 def parse_retry_state(headers: Sequence[tuple[str, bytes | None]] | None) -> RetryState:
     """The retry state in ``headers``; missing or malformed values fall back to a fresh task."""
     values = {
         name: (value or b"").decode(errors="replace")
-        for name, value in headers or []
+        for name, value in headers or ()
         if name.startswith(PREFIX)
     }
+    if not values:
+        return _FRESH  # a first attempt, the common case
 
     def number(name: str, default: int) -> int:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from delivery.ssrf import BlockedAddressError, GuardedResolver, check_url, parse
 
 USER_AGENT = "cpevents-delivery/0.1 (Standard Webhooks)"
 _ERROR_EXCERPT = 200
+_VETTED_CACHE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,7 @@ class AttemptResult:
     duration_ms: float
 
 
+@functools.lru_cache(maxsize=4096)
 def endpoint_key(url: str) -> str:
     """The endpoint a URL belongs to for limits and the breaker: scheme, host and port."""
     parsed = URL(url)
@@ -40,6 +43,8 @@ class Sender:
         self._settings = settings
         self._allowed = parse_networks(settings.delivery_allowed_networks)
         self._session: aiohttp.ClientSession | None = None
+        # url -> the parsed URL, or why the guard refuses it: a webhook's URL is checked once.
+        self._vetted: dict[str, URL | BlockedAddressError] = {}
 
     async def __aenter__(self) -> Sender:
         connector = aiohttp.TCPConnector(
@@ -70,9 +75,9 @@ class Sender:
         assert self._session is not None, "use Sender as an async context manager"
         started = time.perf_counter()
         try:
-            check_url(url, self._allowed)
+            target = self._vet(url)
             async with self._session.post(
-                url,
+                target,
                 data=body,
                 headers={"content-type": "application/json", "user-agent": USER_AGENT, **headers},
                 allow_redirects=False,
@@ -100,6 +105,23 @@ class Sender:
                 outcome = classify_error(exc)
             status = 0
         return AttemptResult(status, outcome, (time.perf_counter() - started) * 1000)
+
+    def _vet(self, url: str) -> URL:
+        """``url`` parsed, once it passed the SSRF guard's static check (names are vetted at
+        resolution time); raises BlockedAddressError otherwise."""
+        vetted = self._vetted.get(url)
+        if vetted is None:
+            try:
+                check_url(url, self._allowed)
+                vetted = URL(url)
+            except BlockedAddressError as exc:
+                vetted = exc
+            if len(self._vetted) >= _VETTED_CACHE:
+                self._vetted.clear()
+            self._vetted[url] = vetted
+        if isinstance(vetted, BlockedAddressError):
+            raise BlockedAddressError(str(vetted))
+        return vetted
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> str:
         # Read at most the cap so a huge or endless body cannot hold memory or the slot.

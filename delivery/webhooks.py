@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cpevents.kafka.clients import consumer_config
 from cpevents.kafka.view import CompactedTopicView
@@ -20,6 +20,15 @@ log = logging.getLogger(__name__)
 
 # A missing or inactive webhook triggers a catch-up with the topic, at most this often.
 _SYNC_INTERVAL = 1.0
+# What a topic created a moment ago answers until its leader is elected (librdkafka does not
+# always flag these as retriable when they come from a watermark query).
+_NEW_TOPIC_ERRORS = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 
 
 class WebhookDirectory:
@@ -67,7 +76,9 @@ class WebhookDirectory:
                 self._view.start()
                 break
             except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                error = exc.args[0]
+                transient = error.retriable() or error.code() in _NEW_TOPIC_ERRORS
+                if not transient or time.monotonic() > deadline:
                     raise
                 log.info("webhooks topic not ready yet (%s); retrying", exc.args[0].str())
                 self._view = self._new_view()

@@ -107,7 +107,12 @@ class DeliveryWorker:
         self._progress: dict[PartitionKey, PartitionProgress] = {}
         self._held: dict[PartitionKey, float] = {}  # tier partitions paused until their head is due
         self._in_flight = 0  # admitted tasks whose outputs are not all acknowledged yet
-        self._room = asyncio.Event()  # set while in_flight is under the limit
+        # At the limit, the poll loop waits until in_flight is down to the low-water mark, so it
+        # takes records in batches rather than one per finished task.
+        limit = settings.delivery_concurrency
+        self._low_water = limit - max(1, min(_BATCH, limit // 4))
+        self._room = asyncio.Event()  # set while in_flight is at most the low-water mark
+        self._room.set()
         self._throttled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
@@ -163,8 +168,7 @@ class DeliveryWorker:
                 # Usually room comes back within milliseconds; records stay prefetched meanwhile.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), _ROOM_WAIT)
-                room = limit - self._in_flight
-                if room <= 0:
+                if not self._room.is_set():
                     self._throttle()
                 continue
             # Never take more than there is room for, so the limit holds without pausing.
@@ -287,7 +291,7 @@ class DeliveryWorker:
                 return
             progress.start(offset)
             self._in_flight += 1
-            if self._in_flight >= self._settings.delivery_concurrency:
+            if self._in_flight > self._low_water:
                 self._room.clear()
         task = asyncio.create_task(self._handle(message, tier, state, progress, offset))
         self._tasks.add(task)
@@ -367,7 +371,7 @@ class DeliveryWorker:
         with self._lock:
             progress.finish(offset)
             self._in_flight -= 1
-            if self._in_flight < self._settings.delivery_concurrency:
+            if self._in_flight <= self._low_water:
                 self._room.set()
 
     async def _deliver(self, message: Message, tier: int, state: RetryState) -> list[Output]:

@@ -228,8 +228,13 @@ class Event:
     @classmethod
     def from_avro(cls, record: Mapping[str, Any]) -> Self:
         """Build an event from a decoded Avro ``Event`` record (payload text parsed and checked)."""
+        text = record["payload"] or "{}"
         try:
-            payload = json.loads(record["payload"] or "{}", parse_constant=_reject_constant)
+            # A prebuilt decoder: json.loads would build one per call (its keyword argument).
+            if isinstance(text, str) and not text.startswith("\ufeff"):
+                payload = _PAYLOAD_DECODER.decode(text)
+            else:
+                payload = json.loads(text, parse_constant=_reject_constant)
         except ValueError as exc:
             raise ContractError("payload", f"is not valid JSON text ({exc})") from None
         if not isinstance(payload, dict):
@@ -260,3 +265,6 @@ class Event:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
+
+
+_PAYLOAD_DECODER = json.JSONDecoder(parse_constant=_reject_constant)

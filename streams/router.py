@@ -80,9 +80,12 @@ class RouterAgent:
     def outputs(self, messages: Sequence[Any]) -> list[OutRecord]:
         """The tasks and dead letters for a batch of Faust messages, in input order."""
         out: list[OutRecord] = []
-        failed_at_ms = int(time.time() * 1000)
+        now_ns = time.time_ns()
+        failed_at_ms = now_ns // 1_000_000
+        created_at_us = now_ns // 1000  # one creation time for the batch's tasks
+        route = self._router.route
         for message in messages:
-            routed = self._router.route(message.topic, message.value)
+            routed = route(message.topic, message.value, created_at_us)
             if routed.dead_letter_reason is not None:
                 log.warning(
                     "dead-lettering %s[%s]@%s: %s",

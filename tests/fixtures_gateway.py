@@ -100,9 +100,9 @@ def gateway(settings: Settings) -> Iterator[RunningGateway]:
 
 
 @pytest.fixture(scope="module")
-def module_gateway(kafka_bootstrap: str) -> Iterator[RunningGateway]:
+def module_gateway(kafka_bootstrap: str, registry_url: str) -> Iterator[RunningGateway]:
     """One gateway (and topic set) shared by a module's tests."""
-    base = make_settings(kafka_bootstrap)
+    base = make_settings(kafka_bootstrap, schema_registry_url=registry_url)
     ensure_topics(base)
     with run_gateway(base) as running:
         yield running

@@ -1,16 +1,12 @@
 """Helpers shared by the router's unit and integration tests.
 
-Worker processes: with a real registry (``http://…``) they run ``python -m cpevents worker
-streams``. With the suite's in-process ``mock://`` registry, which another process cannot see,
-they run ``python -m tests.fixtures_streams`` instead: the same worker, after registering the
-contract's schemas in a fixed order (:func:`align_registry`) so that the worker's mock registry
-hands out the same schema ids as the test's. Against a real registry that step is a no-op.
+Worker processes run ``python -m cpevents worker streams`` against the test's settings, whose
+schema registry is the session's real one (shared with the test process).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -23,11 +19,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from cpevents.kafka.clients import consumer_config, producer_config
+from cpevents.kafka.clients import admin_config, consumer_config, producer_config
 from cpevents.settings import Settings
 from schemas.avro import schema_str
 from schemas.event import Event
@@ -66,22 +69,6 @@ def make_webhook(
     tenant: str, events: tuple[str, ...] = (), url: str = "https://example.com/hook"
 ) -> Webhook:
     return Webhook(id=new_id(WEBHOOK), tenant_id=tenant, url=url, events=events)
-
-
-def align_registry(serde: Serde, settings: Settings) -> Serde:
-    """Register every subject the router touches, in a fixed order (see the module docstring)."""
-    topics = settings.topics
-    for topic in topics.all_events:
-        serde.client.register_schema(f"{topic}-value", _schema("Event"))
-    serde.client.register_schema(f"{topics.webhooks}-value", _schema("Webhook"))
-    serde.client.register_schema(f"{topics.deliveries}-value", _schema("DeliveryTask"))
-    return serde
-
-
-def _schema(name: str) -> Any:
-    from confluent_kafka.schema_registry import Schema
-
-    return Schema(schema_str(name), "AVRO")
 
 
 # -- Kafka I/O ---------------------------------------------------------------------------------
@@ -185,6 +172,42 @@ def wait_until(
         time.sleep(interval)
 
 
+def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """The offsets ``group`` committed, by (topic, partition)."""
+    admin = AdminClient(admin_config(settings))
+    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+    result = future.result(timeout=30)
+    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+
+
+def diagnose_missing(
+    settings: Settings, serde: Serde, group: str, missing_event_ids: set[str]
+) -> str:
+    """Whether events without tasks were LOST (the group committed past them) or STALLED."""
+    where: dict[tuple[str, int], list[int]] = {}
+    ends: dict[tuple[str, int], int] = {}
+    for topic in settings.topics.all_events:
+        reader = TopicReader(settings, topic)
+        try:
+            for message in reader.read_to_end():
+                tp, offset = (topic, message.partition() or 0), message.offset() or 0
+                ends[tp] = offset + 1
+                if serde.events.decode(message.value(), topic).id in missing_event_ids:
+                    where.setdefault(tp, []).append(offset)
+        finally:
+            reader.close()
+    committed = committed_offsets(settings, group)
+    lines = []
+    for tp, offsets in sorted(where.items()):
+        done = committed.get(tp, -1)
+        verdict = "LOST" if min(offsets) < done else "stalled"
+        lines.append(
+            f"{tp[0]}[{tp[1]}]: {len(offsets)} without a task, offsets"
+            f" {min(offsets)}..{max(offsets)}; committed {done}, end {ends.get(tp)}: {verdict}"
+        )
+    return "\n".join(lines)
+
+
 # -- worker processes ------------------------------------------------------------------------
 
 
@@ -210,9 +233,8 @@ class WorkerProcess:
         for processor in processors:
             args += ["--processor", processor]
         if settings.schema_registry_url.startswith("mock://"):
-            command = [sys.executable, "-m", "tests.fixtures_streams", *args]
-        else:
-            command = [sys.executable, "-m", "cpevents", "worker", "streams", *args]
+            raise ValueError("worker processes need a real registry, not an in-process mock://")
+        command = [sys.executable, "-m", "cpevents", "worker", "streams", *args]
         self.log_path = Path(f"/tmp/cpevents-streams-{self.port}.log")
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -256,30 +278,3 @@ class WorkerProcess:
                 self.process.wait(timeout=10)
         self._log.close()
         self.log_path.unlink(missing_ok=True)
-
-
-def _main() -> None:  # pragma: no cover - runs in worker subprocesses
-    import argparse
-
-    from streams.app import WorkerOptions
-    from streams.worker import run_worker
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--web-port", type=int, required=True)
-    parser.add_argument("--session-timeout", type=float, default=6.0)
-    parser.add_argument("--processor", action="append", default=[])
-    args = parser.parse_args()
-    settings = Settings()
-    serde = align_registry(Serde(settings.schema_registry_url), settings)
-    options = WorkerOptions(
-        web_port=args.web_port,
-        session_timeout=args.session_timeout,
-        heartbeat_interval=min(3.0, args.session_timeout / 3),
-        processors=tuple(args.processor),
-    )
-    run_worker(settings, options, serde=serde)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    _main()

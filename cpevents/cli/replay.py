@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -28,7 +28,7 @@ from streams.audit.redeliver import (
     load_webhook,
     redelivery_filter,
 )
-from streams.audit.render import columns, json_line, table_row
+from streams.audit.render import JsonLines, columns, table_row
 from streams.audit.run import AuditTopic, ReplayRequest, entries
 from streams.audit.timerange import parse_range
 
@@ -188,25 +188,25 @@ def _emit(
     sender: TaskSender | None,
 ) -> ReplayStats:
     stats = ReplayStats()
-    out = sys.stdout.buffer
+    lines = JsonLines(sys.stdout.buffer) if output_format == "json" else None
     page: list[tuple[str, ...]] = []
     total = None if any(s.end is None for s in reader.spans) else reader.total
     with _progress() as progress:
-        on_progress: Callable[[int], None] | None = None
-        report = _report_undecodable(err_console)
-        if progress is not None:
-            task = progress.add_task("replay", total=total)
-            bar = progress
+        report = _report_undecodable(err_console if progress is None else progress.console)
+        bar_task = None if progress is None else progress.add_task("replay", total=total)
 
-            def on_progress(consumed: int) -> None:
-                bar.update(task, completed=consumed)
+        def on_batch(consumed: int) -> None:
+            # Lines are written in chunks; flushed after each batch so --follow stays live.
+            if progress is not None and bar_task is not None:
+                progress.update(bar_task, completed=consumed)
+            if lines is not None:
+                lines.flush()
 
-            report = _report_undecodable(progress.console)
-        for record, entry in entries(request, reader.records(on_progress), serde, report, stats):
+        for record, entry in entries(request, reader.records(on_batch), serde, report, stats):
             if sender is not None and isinstance(entry, Event):
                 sender.send(entry)
-            if output_format == "json":
-                out.write(json_line(entry).encode() + b"\n")
+            if lines is not None:
+                lines.write(entry)
             else:
                 page.append(table_row(entry, record.timestamp_ms))
                 if len(page) >= TABLE_PAGE:
@@ -214,7 +214,9 @@ def _emit(
                     page = []
         if page:
             _print_table(request, page)
-    out.flush()
+    if lines is not None:
+        lines.flush()
+    sys.stdout.flush()
     return stats
 
 

@@ -65,7 +65,13 @@ class RecordFilter:
 
     def key_may_match(self, key: bytes | None) -> bool:
         """Cheap test before decoding: the record key is the tenant id (the contract's key)."""
-        return not self._tenant_keys or key in self._tenant_keys
+        keys = self._tenant_keys
+        return not keys or key in keys
+
+    @property
+    def matches_every_event(self) -> bool:
+        """Whether ``matches`` is true of every event (no tenant, type or instance criterion)."""
+        return not (self.tenants or self.types or self.instances)
 
     def matches(self, event: Event) -> bool:
         """Whether an event passes the tenant, type and instance criteria."""

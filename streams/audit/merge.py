@@ -11,8 +11,9 @@ long the range.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Set
 from typing import Any, Generic, TypeVar
 
 R = TypeVar("R")
@@ -39,7 +40,8 @@ class BoundedMerge(Generic[S, R]):
         self._idle: set[S] = set()
         self._starving: set[S] = set(self._buffers)
         self._heads: list[tuple[Any, int, S]] = []
-        self._tiebreak = 0  # equal sort keys (never across sources in practice) stay stable
+        # Equal sort keys (never across sources in practice) stay stable.
+        self._tiebreak = itertools.count()
 
     def push(self, source: S, record: R) -> None:
         """Append ``record`` to ``source``'s buffer (records of a source come in its order)."""
@@ -62,21 +64,29 @@ class BoundedMerge(Generic[S, R]):
             self._idle.add(source)
             self._starving.discard(source)
 
-    def pop_ready(self) -> Iterator[R]:
-        """Emit records while no live source could still produce an earlier one."""
-        while self._heads and not self._starving:
-            _, _, source = heapq.heappop(self._heads)
-            buffer = self._buffers[source]
-            record = buffer.popleft()
+    def pop_ready(self) -> list[R]:
+        """The records that can be emitted now: no live source could still produce an earlier one.
+
+        Returned as one list (not yielded one by one): this runs for every replayed record.
+        """
+        ready: list[R] = []
+        heads, starving, buffers = self._heads, self._starving, self._buffers
+        key, tiebreak, append = self._key, self._tiebreak, ready.append
+        while heads and not starving:
+            source = heads[0][2]
+            buffer = buffers[source]
+            append(buffer.popleft())
             if buffer:
-                self._push_head(source, buffer[0])
-            elif source in self._live and source not in self._idle:
-                self._starving.add(source)
-            yield record
+                # One sift instead of a pop and a push.
+                heapq.heapreplace(heads, (key(buffer[0]), next(tiebreak), source))
+                continue
+            heapq.heappop(heads)
+            if source in self._live and source not in self._idle:
+                starving.add(source)
+        return ready
 
     def _push_head(self, source: S, record: R) -> None:
-        self._tiebreak += 1
-        heapq.heappush(self._heads, (self._key(record), self._tiebreak, source))
+        heapq.heappush(self._heads, (self._key(record), next(self._tiebreak), source))
 
     def is_full(self, source: S) -> bool:
         """Whether the caller should stop fetching ``source`` for now."""
@@ -91,6 +101,11 @@ class BoundedMerge(Generic[S, R]):
     def live(self) -> frozenset[S]:
         """Ss that may still produce records."""
         return frozenset(self._live)
+
+    @property
+    def live_sources(self) -> Set[S]:
+        """The live sources as a read-only view that follows ``finish`` (no copy per call)."""
+        return self._live
 
     def is_live(self, source: S) -> bool:
         return source in self._live

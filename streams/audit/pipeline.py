@@ -48,20 +48,28 @@ def select_events(
 ) -> Iterator[tuple[RawRecord, Event]]:
     """The events among ``records`` that ``keep`` matches, in input order."""
     decode = serde.events.decode
-    for record in records:
-        stats.read += 1
-        # The key is the tenant id: records of other tenants are skipped without decoding.
-        if not keep.key_may_match(record.key):
-            continue
-        try:
-            event = decode(record.value, record.topic)
-        except DecodeError as exc:
-            stats.undecodable += 1
-            on_undecodable(record, exc.reason)
-            continue
-        if keep.matches(event):
-            stats.matched += 1
-            yield record, event
+    key_may_match = keep.key_may_match
+    matches = None if keep.matches_every_event else keep.matches
+    # Counted in locals (this loop runs for every record) and added to ``stats`` as we go out.
+    read = matched = 0
+    try:
+        for record in records:
+            read += 1
+            # The key is the tenant id: records of other tenants are skipped without decoding.
+            if not key_may_match(record.key):
+                continue
+            try:
+                event = decode(record.value, record.topic)
+            except DecodeError as exc:
+                stats.undecodable += 1
+                on_undecodable(record, exc.reason)
+                continue
+            if matches is None or matches(event):
+                matched += 1
+                yield record, event
+    finally:
+        stats.read += read
+        stats.matched += matched
 
 
 def select_deliveries(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from schemas import gojson
 from schemas.delivery import DeliveryTask, WebhookDelivery
@@ -53,6 +53,32 @@ def json_line(entry: Entry) -> str:
     if isinstance(entry, WebhookDelivery):
         return gojson.dumps_ordered(list(entry.to_json_dict().items()))
     return gojson.dumps_ordered(dead_letter_json_fields(entry))
+
+
+class JsonLines:
+    """JSON lines written to a binary stream in chunks (one write per chunk, not per line).
+
+    Call ``flush`` whenever the reader has nothing more at hand (after each fetched batch), so a
+    followed topic still shows its records as they arrive.
+    """
+
+    def __init__(self, out: BinaryIO, chunk_lines: int = 1000) -> None:
+        self._out = out
+        self._chunk = chunk_lines
+        self._lines: list[str] = []
+
+    def write(self, entry: Entry) -> None:
+        lines = self._lines
+        lines.append(json_line(entry))
+        if len(lines) >= self._chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            self._lines.append("")  # the last line's newline
+            self._out.write("\n".join(self._lines).encode())
+            self._lines = []
+        self._out.flush()
 
 
 EVENT_COLUMNS = ("timestamp", "type", "tenant", "instance", "id", "payload")

@@ -8,13 +8,13 @@ from cpevents.settings import Settings
 from schemas.catalog import EventType
 from schemas.event import Event
 from schemas.serde import Serde
-from tests.fixtures_streams import WorkerProcess, align_registry, publish, wait_until
+from tests.fixtures_streams import WorkerProcess, publish, wait_until
 
 
 def test_counts_processor_serves_per_tenant_per_type_counts(
     settings: Settings, cli_env: dict[str, str]
 ) -> None:
-    serde = align_registry(Serde(settings.schema_registry_url), settings)
+    serde = Serde(settings.schema_registry_url)
     # An hour-long window, so that the test never straddles a window boundary.
     env = {**cli_env, "CPEVENTS_COUNTS_WINDOW_SECONDS": "3600"}
     worker = WorkerProcess(env, settings, processors=("streams.processors.counts",))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
@@ -18,7 +19,6 @@ from schemas.serde import Serde
 from tests.fixtures_streams import (
     TopicReader,
     WorkerProcess,
-    align_registry,
     delete_webhook,
     make_webhook,
     poison_values,
@@ -29,11 +29,12 @@ from tests.fixtures_streams import (
 )
 
 CONFIG_DEADLINE_S = 1.0
+Headers = list[tuple[str, bytes | None]]  # what confluent-kafka returns for consumed records
 
 
 @pytest.fixture
 def serde(settings: Settings) -> Serde:
-    return align_registry(Serde(settings.schema_registry_url), settings)
+    return Serde(settings.schema_registry_url)
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_routes_all_subsystems_and_dead_letters_poison_records(
         dead = TopicReader(settings, settings.topics.events_dlt)
         try:
             wait_until(lambda: len(dead.read_to_end()) >= len(poison), 30, "dead letters")
-            letters = [parse_dead_letter(m.headers()) for m in dead.messages]
+            letters = [parse_dead_letter(cast(Headers, m.headers())) for m in dead.messages]
             assert len(letters) == len(poison)
             for fragment, letter in zip(poison, letters, strict=True):
                 assert fragment in letter.reason

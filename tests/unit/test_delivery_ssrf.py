@@ -135,3 +135,16 @@ async def test_mixed_answers_keep_only_vetted_addresses() -> None:
     resolver = GuardedResolver(base=_FixedDNS({"mixed.example": ["127.0.0.1", "93.184.216.34"]}))
     results = await resolver.resolve("mixed.example", 443)
     assert [r["host"] for r in results] == ["93.184.216.34"]
+
+
+def test_sender_vets_each_url_once_and_keeps_refusing() -> None:
+    from cpevents.settings import Settings
+    from delivery.sender import Sender
+
+    sender = Sender(Settings(delivery_allowed_networks=("127.0.0.0/8",)))
+    allowed = sender._vet("http://127.0.0.1:8080/hook")
+    assert allowed.port == 8080
+    assert sender._vet("http://127.0.0.1:8080/hook") is allowed  # cached
+    for _ in range(2):  # the cached refusal refuses as the first check did
+        with pytest.raises(BlockedAddressError, match="private"):
+            sender._vet("http://10.0.0.1/hook")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cpevents.kafka.deadletter import REDRIVE_STRIPPED_PREFIXES, redrive_record
 from delivery.health import BreakerState, CircuitBreakers, FailureWindows
-from delivery.offsets import PartitionProgress
+from delivery.offsets import Outputs, PartitionProgress
 from delivery.retry_headers import RetryState, parse_retry_state, without_retry_headers
 
 
@@ -99,3 +99,28 @@ def test_redrive_without_topic_names_the_header() -> None:
         assert "dlt-original-topic" in str(exc)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_outputs_finish_only_after_seal_and_every_ack() -> None:
+    done: list[str] = []
+    outputs = Outputs(lambda: done.append("done"))
+    outputs.add()
+    outputs.add()
+    outputs.acked()
+    outputs.acked()  # both acknowledged while the task is still producing: not finished yet
+    assert done == []
+    outputs.seal()
+    assert done == ["done"]
+
+
+def test_outputs_with_a_refused_record_never_finish() -> None:
+    done: list[str] = []
+    outputs = Outputs(lambda: done.append("done"))
+    outputs.add()
+    outputs.add()
+    outputs.seal()
+    outputs.fail()
+    outputs.acked()
+    outputs.acked()
+    assert done == []
+    assert outputs.failed

@@ -60,19 +60,21 @@ def settings(kafka_bootstrap: str, registry_url: str) -> Settings:
     return test_settings
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``CPEVENTS_*`` variables that make a ``cpevents`` command use ``settings``."""
+    return {
+        "CPEVENTS_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
+        "CPEVENTS_TOPIC_PREFIX": settings.topic_prefix,
+        "CPEVENTS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "CPEVENTS_SECRET_KEY": settings.secret_key.get_secret_value()
+        if settings.secret_key
+        else "",
+        "CPEVENTS_RETRY_TIERS": json.dumps(list(settings.retry_tiers)),
+        "CPEVENTS_REGISTRY_TOPIC": settings.registry_topic,
+    }
+
+
 @pytest.fixture
 def cli_env(settings: Settings) -> dict[str, str]:
     """Environment for running ``cpevents`` subprocesses against the test's settings."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "CPEVENTS_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-            "CPEVENTS_TOPIC_PREFIX": settings.topic_prefix,
-            "CPEVENTS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-            "CPEVENTS_SECRET_KEY": settings.secret_key.get_secret_value()
-            if settings.secret_key
-            else "",
-            "CPEVENTS_RETRY_TIERS": json.dumps(list(settings.retry_tiers)),
-        }
-    )
-    return env
+    return {**os.environ, **settings_env(settings)}

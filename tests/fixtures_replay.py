@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from confluent_kafka import KafkaError, Message, Producer
+from typer.testing import CliRunner, Result
 
+from cpevents.cli import app
 from cpevents.kafka.clients import producer_config
 from cpevents.settings import Settings
 from schemas.catalog import EventType
@@ -135,3 +137,12 @@ def rfc3339_ms(epoch_ms: int) -> str:
     """``epoch_ms`` as an RFC 3339 argument for --since/--until."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def invoke_replay(settings: Settings, *args: str, input: str | None = None) -> Result:
+    """Run ``cpevents replay ARGS`` in-process against ``settings`` (topics and registry)."""
+    from tests.conftest import settings_env
+
+    return CliRunner().invoke(
+        app, ["replay", *args], env=settings_env(settings), input=input, catch_exceptions=False
+    )

@@ -15,7 +15,6 @@ from rich.table import Table
 
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
-from cpevents.settings import Settings
 from schemas.errors import ContractError
 from schemas.event import Event
 from schemas.serde import Serde
@@ -33,11 +32,6 @@ from streams.audit.run import AuditTopic, ReplayRequest, entries
 from streams.audit.timerange import parse_range
 
 TABLE_PAGE = 100  # rows per printed table: a table holds its rows, so print it in pages
-
-
-def serde_for(settings: Settings) -> Serde:
-    """The codecs of the configured registry (a seam for in-process tests on a mock registry)."""
-    return Serde(settings.schema_registry_url)
 
 
 @app.command()
@@ -105,7 +99,7 @@ def replay(
         err_console.print(f"[red]invalid option --{exc.field}:[/red] {exc.reason}", highlight=False)
         raise typer.Exit(2) from None
 
-    serde = serde_for(settings)
+    serde = Serde(settings.schema_registry_url)
     sender: TaskSender | None = None
     if webhook is not None and topic is AuditTopic.EVENTS:
         found = load_webhook(settings, serde, webhook)

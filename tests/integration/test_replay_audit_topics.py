@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from confluent_kafka import Producer
-from typer.testing import CliRunner, Result
 
-from cpevents.cli import app
-from cpevents.cli import replay as replay_cli
 from cpevents.kafka import deadletter
 from cpevents.kafka.clients import producer_config
 from cpevents.settings import Settings
@@ -19,19 +15,10 @@ from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.ids import WEBHOOK, new_id
 from schemas.serde import Serde
+from tests.fixtures_replay import invoke_replay
 
 
-def run(settings: Settings, serde: Serde, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
-    monkeypatch.setattr(replay_cli, "serde_for", lambda _settings: serde)
-    env = {
-        "CPEVENTS_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-        "CPEVENTS_TOPIC_PREFIX": settings.topic_prefix,
-        "CPEVENTS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-    }
-    return CliRunner().invoke(app, ["replay", *args], env=env, catch_exceptions=False)
-
-
-def test_attempt_log(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_attempt_log(settings: Settings) -> None:
     serde = Serde(settings.schema_registry_url)
     topic = settings.topics.webhook_deliveries
     hook_a, hook_b = new_id(WEBHOOK), new_id(WEBHOOK)
@@ -64,16 +51,14 @@ def test_attempt_log(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Non
     producer.produce(topic, key=b"deli_gone", value=None, partition=2)  # tombstone
     assert producer.flush(30) == 0
 
-    result = run(settings, serde, monkeypatch, "--topic", "deliveries", "--since", "1h")
+    result = invoke_replay(settings, "--topic", "deliveries", "--since", "1h")
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines == [r.to_json_dict() for r in records]
     assert f"undecodable record {topic}/1@2 skipped" in result.stderr
 
-    only = run(
+    only = invoke_replay(
         settings,
-        serde,
-        monkeypatch,
         "--topic",
         "deliveries",
         "--webhook",
@@ -83,11 +68,11 @@ def test_attempt_log(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Non
     )
     assert [json.loads(line)["id"] for line in only.stdout.splitlines()] == ["deli_1", "deli_3"]
 
-    refused = run(settings, serde, monkeypatch, "--topic", "deliveries", "--type", "instance.*")
+    refused = invoke_replay(settings, "--topic", "deliveries", "--type", "instance.*")
     assert refused.exit_code == 2 and "--type" in refused.stderr
 
 
-def test_dead_letters(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dead_letters(settings: Settings) -> None:
     serde = Serde(settings.schema_registry_url)
     hook = new_id(WEBHOOK)
     source = settings.topics.retry("500ms")
@@ -134,7 +119,7 @@ def test_dead_letters(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> No
     producer.produce(dlt, key=b"k", value=b"junk", partition=0)
     assert producer.flush(30) == 0
 
-    result = run(settings, serde, monkeypatch, "--topic", "dlt")
+    result = invoke_replay(settings, "--topic", "dlt")
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line.get("task", {}).get("id") for line in lines] == [t.id for t in tasks] + [None]
@@ -146,9 +131,7 @@ def test_dead_letters(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> No
     assert "not Confluent wire format" in lines[3]["task_error"]
     assert f"undecodable record {dlt}/0@4 skipped" in result.stderr
 
-    failed = run(
-        settings, serde, monkeypatch, "--topic", "dlt", "--type", "*.failed", "--tenant", "ten_x"
-    )
+    failed = invoke_replay(settings, "--topic", "dlt", "--type", "*.failed", "--tenant", "ten_x")
     assert [json.loads(x)["task"]["id"] for x in failed.stdout.splitlines()] == [tasks[1].id]
-    table = run(settings, serde, monkeypatch, "--topic", "dlt", "--format", "table")
+    table = invoke_replay(settings, "--topic", "dlt", "--format", "table")
     assert table.exit_code == 0 and "HTTP 400: bad request" in table.stdout

@@ -3,19 +3,14 @@ byte-identical reruns, and a corrupt record reported with its coordinates and sk
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 
 import pytest
-from typer.testing import CliRunner
 
-from cpevents.cli import app
-from cpevents.cli import replay as replay_cli
 from cpevents.kafka.topics import ensure_topics
+from cpevents.settings import Settings
 from schemas.event import Event
-from schemas.registry.server import RegistryThread
 from schemas.serde import Serde
 from streams.audit import (
     RangeReader,
@@ -28,15 +23,15 @@ from streams.audit import (
 from streams.audit.reader import RawRecord
 from streams.audit.render import json_line
 from tests.conftest import make_settings
-from tests.fixtures_replay import DataSet, produce_dataset, rfc3339_ms
+from tests.fixtures_replay import DataSet, invoke_replay, produce_dataset, rfc3339_ms
 
 SECOND = 1000
 
 
 @pytest.fixture(scope="module")
-def ds(kafka_bootstrap: str) -> DataSet:
+def ds(kafka_bootstrap: str, registry_url: str) -> DataSet:
     """One data set for the whole module: every test here only reads it."""
-    settings = make_settings(kafka_bootstrap)
+    settings = make_settings(kafka_bootstrap, schema_registry_url=registry_url)
     ensure_topics(settings)
     return produce_dataset(settings, Serde(settings.schema_registry_url))
 
@@ -124,23 +119,10 @@ def test_filters(ds: DataSet) -> None:
     assert ids(RecordFilter.of(tenants=["ten_nobody"])) == []
 
 
-def cli(ds: DataSet, monkeypatch: pytest.MonkeyPatch, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-    """Run ``cpevents replay`` in-process, sharing the test's (mock) registry."""
-    monkeypatch.setattr(replay_cli, "serde_for", lambda _settings: ds.serde)
-    env = {
-        "CPEVENTS_BOOTSTRAP_SERVERS": ds.settings.bootstrap_servers or "",
-        "CPEVENTS_TOPIC_PREFIX": ds.settings.topic_prefix,
-        "CPEVENTS_SCHEMA_REGISTRY_URL": ds.settings.schema_registry_url,
-    }
-    return CliRunner().invoke(app, ["replay", *args], env=env, input=input, catch_exceptions=False)
-
-
-def test_cli_json_lines_are_byte_identical_across_runs(
-    ds: DataSet, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_json_lines_are_byte_identical_across_runs(ds: DataSet) -> None:
     since, until = rfc3339_ms(ds.base_ms + 3 * SECOND), rfc3339_ms(ds.base_ms + 40 * SECOND)
-    first = cli(ds, monkeypatch, "--since", since, "--until", until)
-    second = cli(ds, monkeypatch, "--since", since, "--until", until)
+    first = invoke_replay(ds.settings, "--since", since, "--until", until)
+    second = invoke_replay(ds.settings, "--since", since, "--until", until)
     assert first.exit_code == 0, first.stderr
     assert first.stdout_bytes == second.stdout_bytes
     expected = ds.expected(ds.base_ms + 3 * SECOND, ds.base_ms + 40 * SECOND)
@@ -149,8 +131,10 @@ def test_cli_json_lines_are_byte_identical_across_runs(
     assert f"{len(expected)} of {len(expected) + 1} records matched" in first.stderr
 
 
-def test_cli_filters_and_relative_since(ds: DataSet, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = cli(ds, monkeypatch, "--since", "2h", "--tenant", "ten_c", "--type", "instance.*")
+def test_cli_filters_and_relative_since(ds: DataSet) -> None:
+    result = invoke_replay(
+        ds.settings, "--since", "2h", "--tenant", "ten_c", "--type", "instance.*"
+    )
     assert result.exit_code == 0, result.stderr
     expected = [
         e for e in ds.expected() if e.tenant_id == "ten_c" and e.type.startswith("instance.")
@@ -158,14 +142,14 @@ def test_cli_filters_and_relative_since(ds: DataSet, monkeypatch: pytest.MonkeyP
     assert result.stdout == "".join(json_line(e) + "\n" for e in expected)
 
 
-def test_cli_table(ds: DataSet, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = cli(ds, monkeypatch, "--format", "table", "--subsystem", "network")
+def test_cli_table(ds: DataSet) -> None:
+    result = invoke_replay(ds.settings, "--format", "table", "--subsystem", "network")
     assert result.exit_code == 0, result.stderr
     network = [e for e in ds.expected() if e.subsystem == "network"]
     assert network and all(e.id[:20] in result.stdout for e in network)
 
 
-def test_cli_rejects_bad_options(ds: DataSet, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_rejects_bad_options(ds: DataSet) -> None:
     for args, field in [
         (("--since", "yesterday"), "--since"),
         (("--type", "instanse.*"), "--type"),
@@ -173,41 +157,25 @@ def test_cli_rejects_bad_options(ds: DataSet, monkeypatch: pytest.MonkeyPatch) -
         (("--subsystem", "billing"), "--subsystem"),
         (("--follow", "--until", "1h"), "--follow"),
     ]:
-        result = cli(ds, monkeypatch, *args)
+        result = invoke_replay(ds.settings, *args)
         assert result.exit_code == 2, (args, result.stderr)
         assert f"invalid option {field}" in result.stderr
 
 
-def test_cli_subprocess_with_the_real_registry_is_byte_identical(kafka_bootstrap: str) -> None:
-    """``python -m cpevents replay`` twice over the same range, with the project's registry
-    (a subprocess cannot see an in-process mock registry)."""
-    base = make_settings(kafka_bootstrap)
-    ensure_topics(base)
-    with RegistryThread(base, port=0, topic=f"{base.topic_prefix}_schemas") as registry:
-        # On a fresh broker the writer election takes a moment; writes are refused until then.
-        deadline = time.monotonic() + 60
-        while not registry.store.is_writer and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert registry.store.is_writer, "the registry elected no writer within 60 s"
-        settings = base.model_copy(update={"schema_registry_url": registry.url})
-        data = produce_dataset(settings, Serde(registry.url), count=12)
-        env = dict(os.environ)
-        env.update(
-            CPEVENTS_BOOTSTRAP_SERVERS=kafka_bootstrap,
-            CPEVENTS_TOPIC_PREFIX=settings.topic_prefix,
-            CPEVENTS_SCHEMA_REGISTRY_URL=registry.url,
+def test_cli_subprocess_is_byte_identical(cli_env: dict[str, str], settings: Settings) -> None:
+    """``python -m cpevents replay`` twice over the same range, as separate processes."""
+    data = produce_dataset(settings, Serde(settings.schema_registry_url), count=12)
+    since = rfc3339_ms(data.base_ms + 2 * SECOND)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "cpevents", "replay", "--since", since, "--until", "now"],
+            env=cli_env,
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
-        since = rfc3339_ms(data.base_ms + 2 * SECOND)
-        runs = [
-            subprocess.run(
-                [sys.executable, "-m", "cpevents", "replay", "--since", since, "--until", "now"],
-                env=env,
-                capture_output=True,
-                timeout=120,
-                check=False,
-            )
-            for _ in range(2)
-        ]
+        for _ in range(2)
+    ]
     first, second = runs
     assert first.returncode == 0, first.stderr.decode()
     assert first.stdout == second.stdout

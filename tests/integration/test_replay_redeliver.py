@@ -8,14 +8,10 @@ import socket
 import time
 from datetime import UTC, datetime
 
-import pytest
 from aiohttp import web
 from confluent_kafka import Consumer, Producer, TopicPartition
 from standardwebhooks import Webhook as StandardWebhook
-from typer.testing import CliRunner, Result
 
-from cpevents.cli import app
-from cpevents.cli import replay as replay_cli
 from cpevents.kafka.clients import consumer_config, producer_config
 from cpevents.kafka.topics import ensure_topics
 from cpevents.settings import Settings
@@ -28,21 +24,8 @@ from schemas.secrets import SecretBox, generate_secret
 from schemas.serde import Serde
 from schemas.webhook import EncryptedSecret, Webhook
 from tests.conftest import make_settings
+from tests.fixtures_replay import invoke_replay
 from tests.kafka_helpers import read_all
-
-
-def run(
-    settings: Settings, serde: Serde, monkeypatch: pytest.MonkeyPatch, *args: str, **kw: str
-) -> Result:
-    monkeypatch.setattr(replay_cli, "serde_for", lambda _settings: serde)
-    env = {
-        "CPEVENTS_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-        "CPEVENTS_TOPIC_PREFIX": settings.topic_prefix,
-        "CPEVENTS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-    }
-    return CliRunner().invoke(
-        app, ["replay", *args], env=env, input=kw.get("input"), catch_exceptions=False
-    )
 
 
 def put_webhook(settings: Settings, serde: Serde, webhook: Webhook) -> None:
@@ -116,19 +99,15 @@ def make_webhook(
     return (webhook.updated(**changes) if changes else webhook), secret
 
 
-def test_redeliver_produces_tasks_for_the_webhooks_tenant_and_types(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_redeliver_produces_tasks_for_the_webhooks_tenant_and_types(settings: Settings) -> None:
     serde = Serde(settings.schema_registry_url)
     webhook, _ = make_webhook(settings, "ten_x", "https://example.com/hook")
     put_webhook(settings, serde, webhook)
     events = history(time.time() - 600)
     publish(settings, serde, events)
 
-    result = run(
+    result = invoke_replay(
         settings,
-        serde,
-        monkeypatch,
         "--since",
         "1h",
         "--redeliver",
@@ -155,9 +134,7 @@ def test_redeliver_produces_tasks_for_the_webhooks_tenant_and_types(
     )
 
 
-def test_redeliver_refusals_and_confirmation(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_redeliver_refusals_and_confirmation(settings: Settings) -> None:
     serde = Serde(settings.schema_registry_url)
     active, _ = make_webhook(settings, "ten_x", "https://example.com/a")
     inactive, _ = make_webhook(settings, "ten_x", "https://example.com/b", active=False)
@@ -165,10 +142,8 @@ def test_redeliver_refusals_and_confirmation(
         put_webhook(settings, serde, webhook)
     publish(settings, serde, history(time.time() - 600))
 
-    other_tenant = run(
+    other_tenant = invoke_replay(
         settings,
-        serde,
-        monkeypatch,
         "--redeliver",
         "--webhook",
         active.id,
@@ -177,15 +152,15 @@ def test_redeliver_refusals_and_confirmation(
         "--yes",
     )
     assert other_tenant.exit_code == 2 and "another tenant" in other_tenant.stderr
-    disabled = run(settings, serde, monkeypatch, "--redeliver", "--webhook", inactive.id, "--yes")
+    disabled = invoke_replay(settings, "--redeliver", "--webhook", inactive.id, "--yes")
     assert disabled.exit_code == 2 and "inactive" in disabled.stderr
-    unknown = run(settings, serde, monkeypatch, "--redeliver", "--webhook", new_id(WEBHOOK))
+    unknown = invoke_replay(settings, "--redeliver", "--webhook", new_id(WEBHOOK))
     assert unknown.exit_code == 2 and "does not exist" in unknown.stderr
-    declined = run(settings, serde, monkeypatch, "--redeliver", "--webhook", active.id, input="n\n")
+    declined = invoke_replay(settings, "--redeliver", "--webhook", active.id, input="n\n")
     assert declined.exit_code == 1 and "Redeliver 3 events" in declined.stderr
     assert deliveries_count(settings) == 0
 
-    accepted = run(settings, serde, monkeypatch, "--redeliver", "--webhook", active.id, input="y\n")
+    accepted = invoke_replay(settings, "--redeliver", "--webhook", active.id, input="y\n")
     assert accepted.exit_code == 0, accepted.stderr
     assert deliveries_count(settings) == 3
 
@@ -197,10 +172,14 @@ def free_port() -> int:
 
 
 async def test_redelivery_reaches_the_receiver_signed(
-    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+    kafka_bootstrap: str, registry_url: str
 ) -> None:
     """End to end through the delivery worker: same webhook-id (the event id), valid signature."""
-    settings = make_settings(kafka_bootstrap, delivery_allowed_networks=("127.0.0.0/8",))
+    settings = make_settings(
+        kafka_bootstrap,
+        schema_registry_url=registry_url,
+        delivery_allowed_networks=("127.0.0.0/8",),
+    )
     ensure_topics(settings)
     serde = Serde(settings.schema_registry_url)
     received: list[tuple[dict[str, str], bytes]] = []
@@ -227,7 +206,7 @@ async def test_redelivery_reaches_the_receiver_signed(
     worker = asyncio.create_task(DeliveryWorker(settings, serde).run(stop))
     try:
         result = await asyncio.to_thread(
-            run, settings, serde, monkeypatch, "--redeliver", "--webhook", webhook.id, "--yes"
+            invoke_replay, settings, "--redeliver", "--webhook", webhook.id, "--yes"
         )
         assert result.exit_code == 0, result.stderr
         await asyncio.wait_for(arrived.wait(), 30)

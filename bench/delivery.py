@@ -199,7 +199,8 @@ async def bench(bootstrap: str, tasks: int, retries: int, profile: str | None) -
     finally:
         # The cluster may be shared: leave no bench topics behind.
         names = [spec.name for spec in settings.topics.specs(settings.partitions)]
-        for future in AdminClient(admin_config(settings)).delete_topics(names).values():
+        admin = AdminClient(admin_config(settings))  # kept alive until every future resolves
+        for future in admin.delete_topics(names).values():
             future.result(timeout=30)
 
 

@@ -49,6 +49,8 @@ class WebhookDirectory:
         self._view = self._new_view()
         self._watermarks = Consumer(consumer_config(settings, f"watermarks-{uuid.uuid4().hex}"))
         self._plain: dict[str, str] = {}
+        # This worker's own writes (a disable), in force until the view has read them or newer.
+        self._local: dict[str, Webhook] = {}
         self._last_sync = 0.0
         self._sync_lock = asyncio.Lock()
 
@@ -94,19 +96,30 @@ class WebhookDirectory:
         self._view.stop()
         self._watermarks.close()
 
+    def apply_local(self, webhook: Webhook) -> None:
+        """Use ``webhook`` (which this worker is writing to the topic) until the view has it."""
+        self._local[webhook.id] = webhook
+
     def get(self, webhook_id: str) -> Webhook | None:
-        return self._view.get(webhook_id)
+        seen = self._view.get(webhook_id)
+        local = self._local.get(webhook_id)
+        if local is None:
+            return seen
+        if seen is not None and seen.updated_at >= local.updated_at:
+            del self._local[webhook_id]  # the topic has caught up (or moved on): trust it again
+            return seen
+        return local
 
     async def lookup(self, webhook_id: str) -> Webhook | None:
         """The webhook, after catching up with the topic if it looks missing or inactive."""
-        webhook = self._view.get(webhook_id)
+        webhook = self.get(webhook_id)
         if webhook is not None and webhook.active:
             return webhook
         async with self._sync_lock:
             if time.monotonic() - self._last_sync >= _SYNC_INTERVAL:
                 await asyncio.get_running_loop().run_in_executor(None, self._catch_up)
                 self._last_sync = time.monotonic()
-        return self._view.get(webhook_id)
+        return self.get(webhook_id)
 
     def _catch_up(self, timeout: float = 10.0) -> None:
         metadata = self._watermarks.list_topics(self._topic, timeout=timeout)

@@ -528,6 +528,9 @@ class DeliveryWorker:
 
     def _disable(self, webhook: Webhook) -> Output:
         disabled = webhook.updated(active=False)
+        # Effective here at once: tasks already queued for this endpoint must not be sent
+        # while our own write travels through the webhooks topic back into the view.
+        self._directory.apply_local(disabled)
         topic = self._topics.webhooks
         return Output(topic, webhook.id.encode(), self._serde.webhooks.encode(disabled, topic))
 

@@ -20,7 +20,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from cpevents.kafka.clients import consumer_config, producer_config
 from cpevents.kafka.topics import ensure_topics
 from cpevents.settings import Settings
-from delivery.registry import register_schemas
 from schemas import ids
 from schemas.delivery import DeliveryTask
 from schemas.event import Event
@@ -112,7 +111,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
-def delivery_settings(kafka_bootstrap: str, **overrides: object) -> Settings:
+def delivery_settings(kafka_bootstrap: str, registry_url: str, **overrides: object) -> Settings:
     """Test settings with loopback allowed, fast tiers, and the catalog's topics created."""
     values: dict[str, object] = {
         "delivery_allowed_networks": ("127.0.0.0/8",),
@@ -121,7 +120,7 @@ def delivery_settings(kafka_bootstrap: str, **overrides: object) -> Settings:
         "delivery_jitter": 0.2,
     }
     values.update(overrides)
-    settings = make_settings(kafka_bootstrap, **values)
+    settings = make_settings(kafka_bootstrap, schema_registry_url=registry_url, **values)
     ensure_topics(settings)
     return settings
 
@@ -132,8 +131,6 @@ class Feeder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serde = Serde(settings.schema_registry_url)
-        # Before anything else, so ids match a worker subprocess's own mock registry.
-        register_schemas(self.serde, settings.topics)
         assert settings.secret_key is not None
         self.box = SecretBox(settings.secret_key.get_secret_value())
         self.producer = Producer(producer_config(settings))

@@ -11,6 +11,7 @@ import sys
 from cpevents.kafka.deadletter import message_headers, parse_dead_letter
 from delivery.worker import DeliveryWorker
 from schemas.delivery import DeliveryStatus
+from tests.conftest import settings_env
 from tests.fixtures_delivery import (
     Feeder,
     Receiver,
@@ -40,22 +41,18 @@ async def cli(env: dict[str, str], *args: str) -> str:
     return stdout.decode()
 
 
-async def test_sigkill_mid_run_loses_nothing(kafka_bootstrap: str, receiver: Receiver) -> None:
-    settings = delivery_settings(kafka_bootstrap)
+async def test_sigkill_mid_run_loses_nothing(
+    kafka_bootstrap: str, registry_url: str, receiver: Receiver
+) -> None:
+    settings = delivery_settings(kafka_bootstrap, registry_url)
     env = {
         **os.environ,
-        "CPEVENTS_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "CPEVENTS_TOPIC_PREFIX": settings.topic_prefix,
-        "CPEVENTS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-        "CPEVENTS_SECRET_KEY": settings.secret_key.get_secret_value()
-        if settings.secret_key
-        else "",
-        "CPEVENTS_RETRY_TIERS": '["50ms","200ms","500ms"]',
+        **settings_env(settings),
         "CPEVENTS_DELIVERY_BREAKER_FAILURES": "1000",
         # The killed worker's partitions move to the restarted one once its session expires.
         "CPEVENTS_DELIVERY_SESSION_TIMEOUT": "6",
     }
-    feed = Feeder(settings)  # registers schemas first, in the worker's order
+    feed = Feeder(settings)
     receiver.delay = 0.02
     ok = feed.webhook(receiver.script("/ok"))
     flaky = feed.webhook(receiver.script("/flaky", [500] * 20, default=200))
@@ -98,9 +95,9 @@ async def test_sigkill_mid_run_loses_nothing(kafka_bootstrap: str, receiver: Rec
 
 
 async def test_redrive_from_the_dlt_delivers_once_fixed(
-    kafka_bootstrap: str, receiver: Receiver
+    kafka_bootstrap: str, registry_url: str, receiver: Receiver
 ) -> None:
-    settings = delivery_settings(kafka_bootstrap)
+    settings = delivery_settings(kafka_bootstrap, registry_url)
     feed = Feeder(settings)
     attempts = Recorder(settings, settings.topics.webhook_deliveries)
     dlt = Recorder(settings, settings.topics.deliveries_dlt)

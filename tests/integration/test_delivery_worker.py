@@ -73,8 +73,8 @@ async def start_harness(settings: Settings) -> tuple[Harness, asyncio.Event, asy
 
 
 @pytest.fixture
-async def harness(kafka_bootstrap: str) -> AsyncIterator[Harness]:
-    settings = delivery_settings(kafka_bootstrap)
+async def harness(kafka_bootstrap: str, registry_url: str) -> AsyncIterator[Harness]:
+    settings = delivery_settings(kafka_bootstrap, registry_url)
     h, stop, worker = await start_harness(settings)
     yield h
     stop.set()
@@ -225,9 +225,9 @@ async def test_undecodable_task_goes_to_the_dlt_and_the_partition_moves_on(
 
 
 async def test_ssrf_guard_refuses_loopback_unless_allowed(
-    kafka_bootstrap: str, receiver: Receiver
+    kafka_bootstrap: str, registry_url: str, receiver: Receiver
 ) -> None:
-    settings = delivery_settings(kafka_bootstrap, delivery_allowed_networks=())
+    settings = delivery_settings(kafka_bootstrap, registry_url, delivery_allowed_networks=())
     h, stop, worker = await start_harness(settings)
     try:
         webhook = h.feed.webhook(receiver.script("/private"))

@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from cpevents.kafka.clients import consumer_config
 from cpevents.kafka.view import CompactedTopicView
@@ -20,15 +20,6 @@ log = logging.getLogger(__name__)
 
 # A missing or inactive webhook triggers a catch-up with the topic, at most this often.
 _SYNC_INTERVAL = 1.0
-# What a topic created a moment ago answers until its leader is elected (librdkafka does not
-# always flag these as retriable when they come from a watermark query).
-_NEW_TOPIC_ERRORS = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-    }
-)
 
 
 class WebhookDirectory:
@@ -71,21 +62,9 @@ class WebhookDirectory:
         )
 
     def start(self, timeout: float = 30.0) -> None:
-        """Read the topic up to its current end (retrying while a new topic gets its leader)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._view.start()
-                break
-            except KafkaException as exc:
-                error = exc.args[0]
-                transient = error.retriable() or error.code() in _NEW_TOPIC_ERRORS
-                if not transient or time.monotonic() > deadline:
-                    raise
-                log.info("webhooks topic not ready yet (%s); retrying", exc.args[0].str())
-                self._view = self._new_view()
-                time.sleep(0.2)
-        self._view.wait_until_caught_up(max(deadline - time.monotonic(), 1.0))
+        """Read the topic up to its current end."""
+        self._view.start()
+        self._view.wait_until_caught_up(timeout)
 
     def _new_view(self) -> CompactedTopicView[Webhook]:
         return CompactedTopicView(

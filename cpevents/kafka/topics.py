@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from cpevents.kafka.clients import admin_config
 from cpevents.settings import Settings
 from schemas.catalog import TopicSpec
+
+_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # the library has no annotation
 
 
 @dataclass(frozen=True)
@@ -46,25 +48,38 @@ def ensure_topics(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
             results.append(TopicResult(name, created=False))
-    _wait_for_metadata(admin, [spec.name for spec in specs], timeout)
+    _wait_until_usable(admin, [spec.name for spec in specs], timeout)
     return sorted(results, key=lambda result: result.name)
 
 
-def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
-    # CreateTopics returns before every partition has a leader; producing right away can fail
-    # with UNKNOWN_TOPIC_OR_PART, so wait until metadata shows leaders for all of them.
+def _wait_until_usable(admin: AdminClient, names: list[str], timeout: float) -> None:
+    # CreateTopics returns before the partitions can be used: first metadata lacks leaders, then
+    # (KRaft) the leader named in metadata may still answer NOT_LEADER for a moment. Producing,
+    # fetching or reading watermarks in that window fails, so wait until every partition of
+    # every topic answers a ListOffsets request.
     deadline = time.monotonic() + timeout
     while True:
         metadata = admin.list_topics(timeout=timeout)
-        pending = [
-            name
-            for name in names
-            if name not in metadata.topics
-            or metadata.topics[name].error is not None
-            or any(p.leader < 0 for p in metadata.topics[name].partitions.values())
-        ]
-        if not pending:
+        partitions: list[TopicPartition] = []
+        missing: list[str] = []
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                missing.append(name)
+                continue
+            partitions.extend(TopicPartition(name, p) for p in topic.partitions)
+        unusable: list[str] = list(missing)
+        if partitions and not missing:
+            futures = admin.list_offsets(
+                dict.fromkeys(partitions, _LATEST), request_timeout=timeout
+            )
+            for tp, future in futures.items():
+                try:
+                    future.result()
+                except KafkaException:
+                    unusable.append(f"{tp.topic}[{tp.partition}]")
+        if not unusable:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"topics have no leader yet: {pending}")
+            raise TimeoutError(f"topics not usable yet: {unusable[:5]}")
         time.sleep(0.1)

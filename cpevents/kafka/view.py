@@ -14,7 +14,14 @@ import uuid
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from cpevents.kafka.clients import consumer_config
 from cpevents.settings import Settings
@@ -28,6 +35,31 @@ Listener = Callable[[str, V | None, V | None], None]
 
 class ViewError(RuntimeError):
     """The view could not read its topic."""
+
+
+# What a partition answers for a moment after its topic was created or its leader moved; the
+# client does not always flag these as retriable when they come from a watermark query.
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
+def _high_watermark(consumer: Consumer, partition: TopicPartition, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, high = consumer.get_watermark_offsets(partition, timeout=timeout)
+            return int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            transient = error.retriable() or error.code() in _TRANSIENT
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class CompactedTopicView(Generic[V]):
@@ -105,9 +137,7 @@ class CompactedTopicView(Generic[V]):
             )
         partitions = sorted(topic_meta.partitions)
         for partition in partitions:
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=30
-            )
+            high = _high_watermark(consumer, TopicPartition(self.topic, partition))
             self._targets[partition] = high
             self._positions[partition] = 0
         consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])

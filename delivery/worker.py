@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from cpevents.kafka.clients import consumer_config, producer_config
+from cpevents.kafka.clients import consume_available, consumer_config, producer_config
 from cpevents.kafka.deadletter import dead_letter_headers, message_headers
 from cpevents.settings import Settings
 from delivery.health import CircuitBreakers, FailureWindows
@@ -173,7 +173,7 @@ class DeliveryWorker:
                 continue
             # Never take more than there is room for, so the limit holds without pausing.
             batch = min(_BATCH, max(room, 1))
-            messages = await self._kafka(self._consumer.consume, batch, _POLL_TIMEOUT)
+            messages = await self._kafka(consume_available, self._consumer, batch, _POLL_TIMEOUT)
             for message in messages:
                 self._admit(message)
 

@@ -23,7 +23,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from cpevents.kafka.clients import consumer_config
+from cpevents.kafka.clients import consume_available, consumer_config
 from cpevents.settings import Settings
 
 V = TypeVar("V")
@@ -178,7 +178,7 @@ class CompactedTopicView(Generic[V]):
     def _run(self, consumer: Consumer) -> None:
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(num_messages=500, timeout=self._poll_interval)
+                messages = consume_available(consumer, 500, self._poll_interval)
                 for message in messages:
                     error = message.error()
                     if error is not None:

@@ -23,6 +23,7 @@ from faust.types import TP, EventT, Message, StreamT
 from cpevents.kafka.clients import bootstrap
 from cpevents.settings import Settings
 from schemas.serde import Serde
+from streams.commits import CommitSafeApp
 from streams.webhook_config import WebhookConfig
 
 
@@ -116,7 +117,7 @@ def create_app(settings: Settings, options: WorkerOptions) -> faust.App:
         "canonical_url": f"http://{options.web_host}:{options.web_port}",
     }
     conf.update(options.extra_conf)
-    return faust.App(app_id(settings), monitor=LeanMonitor(), **conf)
+    return CommitSafeApp(app_id(settings), monitor=LeanMonitor(), **conf)
 
 
 def events_topic(app: faust.App, settings: Settings) -> faust.TopicT:

@@ -219,6 +219,12 @@ class AvroCodec(Generic[M]):
         self._writers[schema_id] = entry
         return entry
 
+    def written_with_our_schema(self, data: bytes) -> bool:
+        """Whether ``data``, already decoded by this codec, was written with exactly our schema,
+        so that its Avro body can be embedded as is in a record that nests this one."""
+        entry = self._writers.get(int.from_bytes(data[1:HEADER_SIZE], "big"))
+        return entry is not None and entry[1] is None
+
     def decode(self, data: bytes | None, topic: str) -> M:
         """The model in ``data``; DecodeError with the reason if the bytes are not one."""
         del topic  # the schema id in the record decides; kept for symmetry with encode

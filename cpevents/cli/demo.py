@@ -111,17 +111,7 @@ def _call(method: str, url: str, token: str, body: Any = None) -> Any:
 
 
 def _table(deliveries: list[dict[str, Any]], names: dict[str, str], types: dict[str, str]) -> Table:
-    table = Table(
-        "delivery",
-        "webhook",
-        "event",
-        "status",
-        "attempts",
-        "HTTP",
-        "next retry",
-        "error",
-        title="deliveries (live)",
-    )
+    table = Table("delivery", "webhook", "event", "status", "tries", "HTTP", title="deliveries")
     colour = {"delivered": "green", "retrying": "yellow", "dead_lettered": "red"}
     for item in sorted(deliveries, key=lambda d: (names.get(d["webhook_id"], ""), d["id"])):
         status = item["status"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from cpevents.kafka.clients import consumer_config, producer_config
+from cpevents.kafka.clients import consume_available, consumer_config, producer_config
 from cpevents.kafka.deadletter import dead_letter_headers
 from cpevents.settings import Settings
 from producers.async_producer import AsyncProducer, PublishError, Record
@@ -176,7 +176,7 @@ class _KafkaSubscription(Subscription):
         consumer.subscribe(self._bus._topics_for(self.types))
         try:
             while not self._stop_requested.is_set():
-                messages = await asyncio.to_thread(consumer.consume, 200, 0.2)
+                messages = await asyncio.to_thread(consume_available, consumer, 200, 0.2)
                 done: dict[tuple[str, int], int] = {}
                 try:
                     for message in messages:

@@ -37,6 +37,7 @@ import aiohttp
 from aiohttp import web
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
 from cpevents.kafka.clients import admin_config, producer_config
 from cpevents.kafka.local import free_port
@@ -187,7 +188,7 @@ async def bench(bootstrap: str, tasks: int, retries: int, profile: str | None) -
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
         schema_registry_url=f"mock://{uuid.uuid4().hex}",
         retry_tiers=("500ms", "1s"),
-        secret_key=generate_encryption_key(),  # type: ignore[arg-type]
+        secret_key=SecretStr(generate_encryption_key()),
         delivery_allowed_networks=("127.0.0.0/8",),
         delivery_per_endpoint_limit=CONCURRENCY,
         delivery_breaker_failures=100_000,

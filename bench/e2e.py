@@ -38,11 +38,10 @@ from aiohttp import web
 from cpevents.cli.dev import platform_services
 from cpevents.kafka.local import free_port
 from cpevents.settings import Settings
-from cpevents.stack import LocalStack, StackPorts
+from cpevents.stack import LocalStack, StackPorts, throwaway_environment
 from producers.kafka_bus import KafkaBus
 from schemas.catalog import EventType
 from schemas.event import Event
-from schemas.secrets import generate_encryption_key
 from schemas.timestamps import parse_rfc3339
 
 CONCURRENCY = 64
@@ -201,11 +200,7 @@ def main() -> None:
         update={"topic_prefix": f"e2e{run}.", "registry_topic": f"_schemas_e2e{run}"}
     )
     token = f"bench_{run}"
-    extra_env = {
-        "CPEVENTS_SECRET_KEY": generate_encryption_key(),
-        "CPEVENTS_ADMIN_TOKEN": token,
-        "CPEVENTS_DELIVERY_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-    }
+    extra_env = throwaway_environment(token)
     port = free_port()
     receiver = multiprocessing.Process(target=run_receiver, args=(port,), daemon=True)
     receiver.start()

@@ -118,6 +118,16 @@ def dev_environment(settings: Settings, home: Path) -> dict[str, str]:
     return env
 
 
+def throwaway_environment(admin_token: str) -> dict[str, str]:
+    """Settings for a stack that lives for one run (demo, benchmarks): a fresh secret key, the
+    given admin token, loopback delivery allowed (their receivers are local)."""
+    return {
+        "CPEVENTS_SECRET_KEY": generate_encryption_key(),
+        "CPEVENTS_ADMIN_TOKEN": admin_token,
+        "CPEVENTS_DELIVERY_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+    }
+
+
 def _persisted(path: Path, make: Callable[[], str]) -> str:
     if not path.exists():
         path.write_text(make())

@@ -29,10 +29,9 @@ from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
 from cpevents.cli.dev import platform_services
 from cpevents.kafka.local import free_port
-from cpevents.stack import LocalStack, StackError, StackPorts
+from cpevents.stack import LocalStack, StackError, StackPorts, throwaway_environment
 from delivery.signing import WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP, signature
 from schemas.samples import sample_events
-from schemas.secrets import generate_encryption_key
 
 DEMO_TENANT = "ten_demo"
 # Short tiers so the failing endpoint reaches the dead-letter topic within seconds.
@@ -146,11 +145,7 @@ def demo(
         }
     )
     token = f"demo_{uuid.uuid4().hex}"
-    extra_env = {
-        "CPEVENTS_SECRET_KEY": generate_encryption_key(),
-        "CPEVENTS_ADMIN_TOKEN": token,
-        "CPEVENTS_DELIVERY_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-    }
+    extra_env = throwaway_environment(token)
     receivers = Receivers()
     stop_receivers = receivers.start()
     with tempfile.TemporaryDirectory(prefix="cpevents-demo-") as logs:

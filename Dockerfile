@@ -11,7 +11,14 @@ COPY producers ./producers
 COPY streams ./streams
 COPY delivery ./delivery
 COPY cpevents ./cpevents
-RUN pip install . && useradd --system --uid 10001 cpevents
+COPY setup.py ./
+# A C compiler only while installing: mypyc compiles the per-record hot paths (setup.py).
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
+    && pip install . \
+    && apt-get purge -y -qq gcc libc6-dev && apt-get autoremove -y -qq \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 cpevents
 USER cpevents
 
 ENTRYPOINT ["cpevents"]

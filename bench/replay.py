@@ -144,11 +144,15 @@ def replay(settings: Settings, serde: Serde, request: ReplayRequest) -> tuple[in
     stats = ReplayStats()
     with (
         open(os.devnull, "wb") as sink,
-        RangeReader(settings, request.topics(settings), request.time_range) as reader,
+        RangeReader(
+            settings, request.topics(settings), request.time_range, headers=request.reads_headers
+        ) as reader,
     ):
         lines = JsonLines(sink)
         records = reader.records(lambda _consumed: lines.flush())
-        for _, entry in entries(request, records, serde, lambda r, e: None, stats):
+        for _, entry in entries(
+            request, records, serde, lambda r, e: None, stats, events_as_json=True
+        ):
             lines.write(entry)
         lines.flush()
     return stats.read, stats.matched

@@ -24,6 +24,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from schemas.avro import schema_dict, schema_str
 from schemas.delivery import DeliveryTask, WebhookDelivery
 from schemas.event import Event
+from schemas.transcode import EventJson, event_json
 from schemas.webhook import Webhook
 
 
@@ -172,6 +173,8 @@ class AvroCodec(Generic[M]):
         self._headers: dict[str, bytes] = {}  # topic -> wire header of our schema's id
         # schema id -> (writer schema, reader schema or None when no resolution is needed)
         self._writers: dict[int, tuple[Any, Any]] = {}
+        # wire headers (magic byte + id) of the ids written with exactly our schema
+        self._own_headers: set[bytes] = set()
         self._lock = threading.Lock()
 
     def schema_id(self, topic: str) -> int:
@@ -214,6 +217,8 @@ class AvroCodec(Generic[M]):
             entry = (fastavro.parse_schema(writer_dict), None if same else self._reader)
         except Exception as exc:
             raise DecodeError(f"schema id {schema_id} cannot be parsed: {exc}") from None
+        if same:
+            self._own_headers.add(bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big"))
         if same and self._flat_reader is not None:
             self._flat_ids.add(schema_id)
         self._writers[schema_id] = entry
@@ -222,8 +227,7 @@ class AvroCodec(Generic[M]):
     def written_with_our_schema(self, data: bytes) -> bool:
         """Whether ``data``, already decoded by this codec, was written with exactly our schema,
         so that its Avro body can be embedded as is in a record that nests this one."""
-        entry = self._writers.get(int.from_bytes(data[1:HEADER_SIZE], "big"))
-        return entry is not None and entry[1] is None
+        return data[:HEADER_SIZE] in self._own_headers
 
     def decode(self, data: bytes | None, topic: str) -> M:
         """The model in ``data``; DecodeError with the reason if the bytes are not one."""
@@ -271,4 +275,21 @@ class Serde:
         self.tasks: AvroCodec[DeliveryTask] = AvroCodec(client, DeliveryTask, "DeliveryTask")
         self.deliveries: AvroCodec[WebhookDelivery] = AvroCodec(
             client, WebhookDelivery, "WebhookDelivery"
+        )
+
+    def event_json(self, data: bytes | None, topic: str) -> EventJson:
+        """The Event record in ``data`` in Ctrl Plane's JSON form (what ``events.decode(data)
+        .to_json()`` gives, and the same DecodeError), transcoded without building the Event
+        when the record allows it (see schemas/transcode.py)."""
+        if data and self.events.written_with_our_schema(data):
+            fast = event_json(data, HEADER_SIZE)
+            if fast is not None and fast.end == len(data):
+                return fast
+        event = self.events.decode(data, topic)
+        return EventJson(
+            event.to_json().encode(),
+            str(event.type),
+            event.tenant_id,
+            event.instance_id,
+            len(data or b""),
         )

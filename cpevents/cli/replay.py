@@ -113,7 +113,13 @@ def replay(
         if redeliver:
             sender = TaskSender(settings, serde, found)
 
-    reader = RangeReader(settings, request.topics(settings), request.time_range, follow=follow)
+    reader = RangeReader(
+        settings,
+        request.topics(settings),
+        request.time_range,
+        follow=follow,
+        headers=request.reads_headers,
+    )
     try:
         with reader:
             if sender is not None and not yes:
@@ -196,7 +202,12 @@ def _emit(
             if lines is not None:
                 lines.flush()
 
-        for record, entry in entries(request, reader.records(on_batch), serde, report, stats):
+        records = reader.records(on_batch)
+        # Redelivery needs Event objects; printing alone takes events in their JSON form.
+        as_json = lines is not None and sender is None
+        for record, entry in entries(
+            request, records, serde, report, stats, events_as_json=as_json
+        ):
             if sender is not None and isinstance(entry, Event):
                 sender.send(entry)
             if lines is not None:

@@ -10,6 +10,7 @@ from schemas.catalog import SUBSYSTEM_OF, SUBSYSTEMS, EventType
 from schemas.delivery import DeliveryTask, WebhookDelivery
 from schemas.errors import ContractError
 from schemas.event import Event
+from schemas.transcode import EventJson
 
 
 def expand_type_patterns(
@@ -75,11 +76,19 @@ class RecordFilter:
 
     def matches(self, event: Event) -> bool:
         """Whether an event passes the tenant, type and instance criteria."""
-        if self.tenants and event.tenant_id not in self.tenants:
+        return self.matches_fields(event.type, event.tenant_id, event.instance_id)
+
+    def matches_json(self, event: EventJson) -> bool:
+        """``matches`` for an event in its JSON form (never built as ``Event``)."""
+        return self.matches_fields(event.type, event.tenant_id, event.instance_id)
+
+    def matches_fields(self, event_type: str, tenant_id: str, instance_id: str | None) -> bool:
+        """Whether an event with these fields passes the tenant, type and instance criteria."""
+        if self.tenants and tenant_id not in self.tenants:
             return False
-        if self.types and event.type not in self.types:
+        if self.types and event_type not in self.types:
             return False
-        return not self.instances or event.instance_id in self.instances
+        return not self.instances or instance_id in self.instances
 
     def matches_delivery(self, delivery: WebhookDelivery) -> bool:
         """Whether an attempt record passes the tenant and webhook criteria."""

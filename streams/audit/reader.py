@@ -20,6 +20,7 @@ from streams.audit.merge import BoundedMerge
 from streams.audit.timerange import TimeRange
 
 Coordinates = tuple[str, int]
+Headers = tuple[tuple[str, bytes | None], ...]
 
 
 class ReplayError(RuntimeError):
@@ -29,25 +30,28 @@ class ReplayError(RuntimeError):
 class RawRecord(NamedTuple):
     """One Kafka record with its coordinates, before decoding.
 
-    A named tuple rather than a frozen dataclass: one is made for every record read, and a
-    tuple is built several times faster than a frozen dataclass sets its fields.
+    The fields start with the replay order (timestamp, then topic, partition and offset, so
+    ties break the same way every time): records compare in that order as plain tuples, which
+    the merge sorts in C without a key function. A named tuple rather than a frozen dataclass:
+    one is made for every record read, and a tuple is built several times faster.
     """
 
+    timestamp_ms: int
     topic: str
     partition: int
     offset: int
-    timestamp_ms: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...]
+    headers: Headers
 
     @property
     def coordinates(self) -> str:
         return f"{self.topic}/{self.partition}@{self.offset}"
 
-    def sort_key(self) -> tuple[int, str, int, int]:
-        """Timestamp order; ties broken by topic, partition, offset (deterministic output)."""
-        return (self.timestamp_ms, self.topic, self.partition, self.offset)
+
+# RawRecord(...) runs the named tuple's __new__, a Python function; tuple.__new__ is the same
+# construction without the interpreted frame (it matters at a record per call).
+_new_record: Callable[[type[RawRecord], tuple[Any, ...]], RawRecord] = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ class PartitionSpan:
 _Merge = BoundedMerge[Coordinates, RawRecord]
 
 
-def _headers(message: Message) -> tuple[tuple[str, bytes | None], ...]:
+def _headers(message: Message) -> Headers:
     headers = message.headers()
     if not headers:
         return ()
@@ -97,6 +101,7 @@ class RangeReader:
     """Records of ``topics`` within ``time_range``, merged across partitions by timestamp.
 
     ``open()`` fixes the spans (so ``total`` is known for a progress bar); iterating reads them.
+    ``headers=False`` leaves every record's headers empty (event replays never look at them).
     ``progress(consumed_offsets)`` is called after each batch that brought records or emitted
     some (so a caller can flush its output there).
     """
@@ -108,6 +113,7 @@ class RangeReader:
         time_range: TimeRange,
         *,
         follow: bool = False,
+        headers: bool = True,
         buffer_per_partition: int = 5000,
         timeout: float = 30.0,
     ) -> None:
@@ -117,6 +123,7 @@ class RangeReader:
         self._topics = list(topics)
         self._range = time_range
         self._follow = follow
+        self._with_headers = headers
         self._capacity = buffer_per_partition
         self._timeout = timeout
         self._consumer: Consumer | None = None
@@ -212,7 +219,7 @@ class RangeReader:
         consumer = self.open()._consumer
         assert consumer is not None
         ends = {(s.topic, s.partition): s.end for s in self.spans if not s.empty}
-        merge: _Merge = BoundedMerge(ends, RawRecord.sort_key, self._capacity)
+        merge: _Merge = BoundedMerge(ends, None, self._capacity)
         if not ends:
             return
         assignment = [
@@ -227,9 +234,12 @@ class RangeReader:
         since = self._range.since_ms if self._range.since_ms is not None else -(2**63)
         until = self._range.until_ms if self._range.until_ms is not None else 2**63
         live = merge.live_sources  # a live view: finished sources leave it
-        push = merge.push
+        new_record, headers_of = _new_record, _headers
+        with_headers = self._with_headers
         while not merge.done:
             messages = consumer.consume(num_messages=CONSUME_BATCH, timeout=0.2)
+            # This batch's records per partition, handed to the merge once per partition.
+            fetched: dict[Coordinates, list[RawRecord]] = {}
             # The hottest loop of a replay: plain locals, one tuple per record.
             for message in messages:
                 coordinates = (message.topic() or "", message.partition() or 0)
@@ -247,20 +257,27 @@ class RangeReader:
                 consumed += 1
                 timestamp_ms = message.timestamp()[1]
                 if since <= timestamp_ms < until:
-                    push(
-                        coordinates,
-                        RawRecord(
-                            coordinates[0],
-                            coordinates[1],
-                            offset,
-                            timestamp_ms,
-                            message.key(),
-                            message.value(),
-                            _headers(message),
-                        ),
+                    records = fetched.get(coordinates)
+                    if records is None:
+                        records = fetched[coordinates] = []
+                    records.append(
+                        new_record(
+                            RawRecord,
+                            (
+                                timestamp_ms,
+                                coordinates[0],
+                                coordinates[1],
+                                offset,
+                                message.key(),
+                                message.value(),
+                                headers_of(message) if with_headers else (),
+                            ),
+                        )
                     )
                 if end is not None and offset + 1 >= end:
                     merge.finish(coordinates)
+            for coordinates, records in fetched.items():
+                merge.extend(coordinates, records)
             self._finish_passed_ends(consumer, merge, ends)
             ready = merge.pop_ready()
             yield from ready

@@ -9,9 +9,10 @@ from schemas import gojson
 from schemas.delivery import DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.timestamps import format_rfc3339
+from schemas.transcode import EventJson
 from streams.audit.pipeline import DeadLetterEntry
 
-Entry = Event | WebhookDelivery | DeadLetterEntry
+Entry = Event | EventJson | WebhookDelivery | DeadLetterEntry
 
 
 def task_json_fields(task: DeliveryTask) -> list[tuple[str, Any]]:
@@ -50,6 +51,8 @@ def json_line(entry: Entry) -> str:
     """One line of output; the same entry always gives the same bytes."""
     if isinstance(entry, Event):
         return entry.to_json()
+    if isinstance(entry, EventJson):
+        return entry.json.decode()
     if isinstance(entry, WebhookDelivery):
         return gojson.dumps_ordered(list(entry.to_json_dict().items()))
     return gojson.dumps_ordered(dead_letter_json_fields(entry))
@@ -65,18 +68,19 @@ class JsonLines:
     def __init__(self, out: BinaryIO, chunk_lines: int = 1000) -> None:
         self._out = out
         self._chunk = chunk_lines
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []
 
     def write(self, entry: Entry) -> None:
         lines = self._lines
-        lines.append(json_line(entry))
+        # Events transcoded from Avro are already the line's bytes.
+        lines.append(entry.json if isinstance(entry, EventJson) else json_line(entry).encode())
         if len(lines) >= self._chunk:
             self.flush()
 
     def flush(self) -> None:
         if self._lines:
-            self._lines.append("")  # the last line's newline
-            self._out.write("\n".join(self._lines).encode())
+            self._lines.append(b"")  # the last line's newline
+            self._out.write(b"\n".join(self._lines))
             self._lines = []
         self._out.flush()
 
@@ -95,6 +99,8 @@ def columns(entry_kind: str) -> tuple[str, ...]:
 
 def table_row(entry: Entry, timestamp_ms: int) -> tuple[str, ...]:
     """One table row; ``timestamp_ms`` is the Kafka record's timestamp."""
+    if isinstance(entry, EventJson):
+        entry = Event.from_json(entry.json)
     if isinstance(entry, Event):
         return (
             format_rfc3339(entry.timestamp),

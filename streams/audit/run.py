@@ -14,6 +14,7 @@ from streams.audit.pipeline import (
     ReplayStats,
     select_dead_letters,
     select_deliveries,
+    select_event_json,
     select_events,
 )
 from streams.audit.reader import RawRecord
@@ -38,6 +39,11 @@ class ReplayRequest:
     selection: RecordFilter = field(default_factory=RecordFilter)
     subsystems: tuple[str, ...] = ()
 
+    @property
+    def reads_headers(self) -> bool:
+        """Whether the records' headers matter (only dead letters keep their story there)."""
+        return self.topic is AuditTopic.DLT
+
     def topics(self, settings: Settings) -> list[str]:
         """The Kafka topics to read (event topics only of subsystems that can match)."""
         names = settings.topics
@@ -54,11 +60,19 @@ def entries(
     serde: Serde,
     on_undecodable: OnUndecodable,
     stats: ReplayStats,
+    *,
+    events_as_json: bool = False,
 ) -> Iterator[tuple[RawRecord, Entry]]:
-    """The matching entries of ``records``, decoded as ``request.topic`` dictates."""
+    """The matching entries of ``records``, decoded as ``request.topic`` dictates.
+
+    With ``events_as_json``, events come as ``EventJson`` (their JSON form, the cheapest way
+    to print them) rather than as ``Event``.
+    """
     if request.topic is AuditTopic.DELIVERIES:
         yield from select_deliveries(records, serde, request.selection, on_undecodable, stats)
     elif request.topic is AuditTopic.DLT:
         yield from select_dead_letters(records, serde, request.selection, on_undecodable, stats)
+    elif events_as_json:
+        yield from select_event_json(records, serde, request.selection, on_undecodable, stats)
     else:
         yield from select_events(records, serde, request.selection, on_undecodable, stats)

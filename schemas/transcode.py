@@ -1,0 +1,414 @@
+"""Avro ``Event`` bytes straight to Ctrl Plane's JSON form, for the records that allow it.
+
+Replay prints every event it reads and delivery posts every event it sends, both in the JSON
+form. Going through ``Event`` (decode every field, parse the payload text, build the object,
+marshal it again) costs several times what Kafka costs to hand over the record. Most records
+need none of that: their strings need no JSON escaping and their payload text is already in
+Go's form, because our producers and Go's ``encoding/json`` both write it that way. Those
+records are transcoded here in one pass over the bytes.
+
+The pass is deliberately conservative: it answers None for anything it is not certain of
+(escapes, floats, whitespace, unsorted keys, non-catalog ids, malformed bytes), and the caller
+then takes the full path (``Event.from_avro`` + ``Event.to_json``), which also produces the
+exact error. So this module never decides that a record is bad and never renders a record
+differently: a property test compares it with the full path on generated and corrupted records.
+
+Only valid for records written with our own Event schema (same field layout). Compiled with
+mypyc when the package is installed (see setup.py); it runs, slower, as plain Python too.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from schemas.catalog import EventType
+
+# Byte classes inside a JSON string: 1 = written as is by Go and by our encoder; 2 = non-ASCII
+# (part of a UTF-8 sequence, checked as a whole); 0 = needs escaping or ends the string.
+_UNSAFE_ASCII: Final = b'"\\<>&'
+
+
+def _string_classes() -> bytes:
+    classes = bytearray(256)
+    for byte in range(0x20, 0x7F):
+        classes[byte] = 0 if byte in _UNSAFE_ASCII else 1
+    for byte in range(0x80, 0x100):
+        classes[byte] = 2
+    return bytes(classes)
+
+
+_STRING_CLASS: Final = _string_classes()
+# TypeID suffix: 26 Crockford base32 digits (lowercase, no i, l, o, u), the first one 0-7.
+_CROCKFORD: Final = b"0123456789abcdefghjkmnpqrstvwxyz"
+_SUFFIX_FIRST: Final = b"01234567"
+_TYPEID_SUFFIX_LENGTH: Final = 26
+_EVENT_PREFIX: Final = b"evt_"
+_INSTANCE_PREFIX: Final = b"inst_"
+# Go escapes U+2028 and U+2029 (in UTF-8: E2 80 A8 and E2 80 A9) even inside strings.
+_LINE_SEPARATOR: Final = b"\xe2\x80\xa8"
+_PARAGRAPH_SEPARATOR: Final = b"\xe2\x80\xa9"
+_MAX_DEPTH: Final = 64
+_MAX_INTEGER_DIGITS: Final = 18
+
+_QUOTE: Final = 0x22
+_BACKSLASH: Final = 0x5C
+_COMMA: Final = 0x2C
+_COLON: Final = 0x3A
+_MINUS: Final = 0x2D
+_ZERO: Final = 0x30
+_NINE: Final = 0x39
+_OPEN_OBJECT: Final = 0x7B
+_CLOSE_OBJECT: Final = 0x7D
+_OPEN_ARRAY: Final = 0x5B
+_CLOSE_ARRAY: Final = 0x5D
+
+# "00" to "99": formatting a timestamp by table is several times cheaper than f-strings.
+_TWO_DIGITS: Final = [b"%02d" % number for number in range(100)]
+
+
+def _type_texts() -> dict[bytes, str]:
+    return {str(t).encode(): str(t) for t in EventType}
+
+
+_TYPES: Final = _type_texts()
+
+
+class EventJson:
+    """One event in Ctrl Plane's JSON form, with the fields a replay filters on."""
+
+    json: bytes
+    type: str
+    tenant_id: str
+    instance_id: str | None
+    end: int  # where the Avro record ended in the input
+
+    def __init__(
+        self, json: bytes, type: str, tenant_id: str, instance_id: str | None, end: int
+    ) -> None:
+        self.json = json
+        self.type = type
+        self.tenant_id = tenant_id
+        self.instance_id = instance_id
+        self.end = end
+
+
+def event_json(data: bytes, start: int) -> EventJson | None:
+    """The Event record at ``data[start:]`` as JSON, or None if it needs the full path."""
+    size = len(data)
+    pos = start
+    # id
+    length, pos = _read_long(data, pos)
+    end = pos + length
+    if length < 0 or end > size or not _is_typeid(data, pos, end, _EVENT_PREFIX):
+        return None
+    event_id = data[pos:end]
+    pos = end
+    # type
+    length, pos = _read_long(data, pos)
+    end = pos + length
+    if length < 0 or end > size:
+        return None
+    event_type = _TYPES.get(data[pos:end])
+    if event_type is None:
+        return None
+    type_bytes = data[pos:end]
+    pos = end
+    # tenant_id: non-empty, and not only spaces (the contract strips it to check)
+    length, pos = _read_long(data, pos)
+    end = pos + length
+    if length <= 0 or end > size:
+        return None
+    tenant = data[pos:end]
+    if not _plain_ascii(tenant) or not tenant.strip(b" "):
+        return None
+    pos = end
+    # instance_id: null or an inst_ TypeID
+    instance: bytes | None = None
+    if pos >= size:
+        return None
+    branch = data[pos]
+    pos += 1
+    if branch == 2:
+        length, pos = _read_long(data, pos)
+        end = pos + length
+        if length < 0 or end > size or not _is_typeid(data, pos, end, _INSTANCE_PREFIX):
+            return None
+        instance = data[pos:end]
+        pos = end
+    elif branch != 0:
+        return None
+    # actor_id: null or any string (here: one that needs no escaping)
+    actor: bytes | None = None
+    if pos >= size:
+        return None
+    branch = data[pos]
+    pos += 1
+    if branch == 2:
+        length, pos = _read_long(data, pos)
+        end = pos + length
+        if length < 0 or end > size:
+            return None
+        actor = data[pos:end]
+        if not _plain_ascii(actor):
+            return None
+        pos = end
+    elif branch != 0:
+        return None
+    # payload: JSON text of an object, already in Go's form (empty text means {})
+    length, pos = _read_long(data, pos)
+    end = pos + length
+    if length < 0 or end > size:
+        return None
+    payload = data[pos:end]
+    if payload and not _canonical_object(payload):
+        return None
+    pos = end
+    # timestamp
+    if pos >= size:
+        return None
+    micros, pos = _read_long(data, pos)
+    if pos > size:
+        return None
+    timestamp = _rfc3339(micros)
+    if not timestamp:
+        return None
+
+    parts = [b'{"id":"', event_id, b'","type":"', type_bytes, b'","tenant_id":"', tenant, b'"']
+    if instance is not None:
+        parts.append(b',"instance_id":"')
+        parts.append(instance)
+        parts.append(b'"')
+    if actor:
+        parts.append(b',"actor_id":"')
+        parts.append(actor)
+        parts.append(b'"')
+    if payload and payload != b"{}":
+        parts.append(b',"payload":')
+        parts.append(payload)
+    parts.append(b',"timestamp":"')
+    parts.append(timestamp)
+    parts.append(b'"}')
+    return EventJson(
+        b"".join(parts),
+        event_type,
+        tenant.decode("ascii"),
+        None if instance is None else instance.decode("ascii"),
+        pos,
+    )
+
+
+def _read_long(data: bytes, pos: int) -> tuple[int, int]:
+    """A zig-zag varint at ``pos`` and the position after it; (-1, size + 1) if malformed."""
+    size = len(data)
+    number = 0
+    shift = 0
+    while True:
+        if pos >= size or shift > 63:
+            return -1, size + 1
+        byte = data[pos]
+        pos += 1
+        number |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            break
+    if number >= 1 << 64:
+        return -1, size + 1  # wider than a long: the full path explains
+    return (number >> 1) ^ -(number & 1), pos
+
+
+def _is_typeid(data: bytes, start: int, end: int, prefix: bytes) -> bool:
+    prefix_length = len(prefix)
+    if end - start != prefix_length + _TYPEID_SUFFIX_LENGTH:
+        return False
+    for index in range(prefix_length):
+        if data[start + index] != prefix[index]:
+            return False
+    pos = start + prefix_length
+    if data[pos] not in _SUFFIX_FIRST:
+        return False
+    return all(data[index] in _CROCKFORD for index in range(pos + 1, end))
+
+
+def _plain_ascii(text: bytes) -> bool:
+    return all(_STRING_CLASS[byte] == 1 for byte in text)
+
+
+def _canonical_object(text: bytes) -> bool:
+    """Whether ``text`` is a JSON object exactly as Go (and our encoder) would write it."""
+    if not text.isascii():
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if _LINE_SEPARATOR in text or _PARAGRAPH_SEPARATOR in text:
+            return False
+    if text[0] != _OPEN_OBJECT:
+        return False
+    return _value(text, 0, 0) == len(text)
+
+
+def _value(text: bytes, pos: int, depth: int) -> int:
+    """The position after the canonical JSON value at ``pos``, or -1."""
+    size = len(text)
+    if pos >= size or depth > _MAX_DEPTH:
+        return -1
+    first = text[pos]
+    if first == _QUOTE:
+        return _string_end(text, pos)
+    if first == _OPEN_OBJECT:
+        return _object_end(text, pos, depth + 1)
+    if first == _OPEN_ARRAY:
+        return _array_end(text, pos, depth + 1)
+    if first == _MINUS or _ZERO <= first <= _NINE:
+        return _integer_end(text, pos)
+    for literal in (b"true", b"false", b"null"):
+        if text.startswith(literal, pos):
+            return pos + len(literal)
+    return -1
+
+
+def _string_end(text: bytes, pos: int) -> int:
+    """After a string that needs no escaping (non-ASCII was checked as UTF-8 by the caller)."""
+    size = len(text)
+    pos += 1
+    while pos < size:
+        byte = text[pos]
+        if byte == _QUOTE:
+            return pos + 1
+        if _STRING_CLASS[byte] == 0:
+            return -1  # an escape, a control character or an HTML character
+        pos += 1
+    return -1
+
+
+def _integer_end(text: bytes, pos: int) -> int:
+    """After an integer in its shortest form; floats are left to the full path."""
+    size = len(text)
+    start = pos
+    if text[pos] == _MINUS:
+        pos += 1
+    if pos >= size:
+        return -1
+    if text[pos] == _ZERO:
+        pos += 1
+        if pos - start == 2:
+            return -1  # -0 reads as 0
+    else:
+        digits = pos
+        while pos < size and _ZERO <= text[pos] <= _NINE:
+            pos += 1
+        # Python refuses to parse very long integers (int_max_str_digits); keep well clear.
+        if pos == digits or pos - digits > _MAX_INTEGER_DIGITS:
+            return -1
+    if pos < size and text[pos] in b".eE0123456789":
+        return -1
+    return pos
+
+
+def _object_end(text: bytes, pos: int, depth: int) -> int:
+    size = len(text)
+    pos += 1
+    if pos < size and text[pos] == _CLOSE_OBJECT:
+        return pos + 1
+    previous = b""
+    first = True
+    while pos < size:
+        key_end = _string_end(text, pos) if text[pos] == _QUOTE else -1
+        if key_end < 0:
+            return -1
+        key = text[pos + 1 : key_end - 1]
+        # Sorted, no duplicates: UTF-8 byte order is code point order, what Go and we sort by.
+        if not first and key <= previous:
+            return -1
+        first = False
+        previous = key
+        pos = key_end
+        if pos >= size or text[pos] != _COLON:
+            return -1
+        pos = _value(text, pos + 1, depth)
+        if pos < 0 or pos >= size:
+            return -1
+        if text[pos] == _CLOSE_OBJECT:
+            return pos + 1
+        if text[pos] != _COMMA:
+            return -1
+        pos += 1
+    return -1
+
+
+def _array_end(text: bytes, pos: int, depth: int) -> int:
+    size = len(text)
+    pos += 1
+    if pos < size and text[pos] == _CLOSE_ARRAY:
+        return pos + 1
+    while pos < size:
+        pos = _value(text, pos, depth)
+        if pos < 0 or pos >= size:
+            return -1
+        if text[pos] == _CLOSE_ARRAY:
+            return pos + 1
+        if text[pos] != _COMMA:
+            return -1
+        pos += 1
+    return -1
+
+
+def _rfc3339(micros: int) -> bytes:
+    """Go's JSON form of a UTC time (years 1-9999, as datetime); empty bytes out of range."""
+    global _last_second
+    second = micros // 1_000_000
+    fraction = micros - second * 1_000_000
+    # Replays and bursts bring many events of the same second: its text is computed once.
+    cached_second, prefix = _last_second
+    if second != cached_second:
+        prefix = _date_time(second)
+        _last_second = (second, prefix)
+    if not prefix:
+        return b""
+    if not fraction:
+        return prefix + b"Z"
+    two = _TWO_DIGITS
+    digits = two[fraction // 10_000] + two[fraction // 100 % 100] + two[fraction % 100]
+    return prefix + b"." + digits.rstrip(b"0") + b"Z"
+
+
+# (second since the epoch, its "YYYY-MM-DDTHH:MM:SS"): one tuple, so that threads sharing the
+# module only ever see a matching pair.
+_last_second: tuple[int, bytes] = (0, b"1970-01-01T00:00:00")
+
+
+def _date_time(second: int) -> bytes:
+    """``YYYY-MM-DDTHH:MM:SS`` of a second since the epoch; empty outside years 1-9999."""
+    days = second // 86_400
+    seconds = second - days * 86_400
+    # Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    shifted = days + 719_468
+    era = shifted // 146_097
+    day_of_era = shifted - era * 146_097
+    year_of_era = (
+        day_of_era - day_of_era // 1_460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + 3 if month_index < 10 else month_index - 9
+    year = year_of_era + era * 400 + (1 if month <= 2 else 0)
+    if year < 1 or year > 9999:
+        return b""
+    two = _TWO_DIGITS
+    return b"".join(
+        [
+            two[year // 100],
+            two[year % 100],
+            b"-",
+            two[month],
+            b"-",
+            two[day],
+            b"T",
+            two[seconds // 3600],
+            b":",
+            two[seconds // 60 % 60],
+            b":",
+            two[seconds % 60],
+        ]
+    )

@@ -1,0 +1,254 @@
+"""The Avro-to-JSON transcoder agrees with the full path (decode to Event, marshal) everywhere.
+
+Whenever ``event_json`` answers, its bytes must equal ``Event.from_avro(...).to_json()`` and the
+full path must accept the record; whenever it declines (None), the full path decides. Records are
+generated raw (any strings, payload texts in canonical and non-canonical forms, odd timestamps)
+and corrupted, so that the transcoder sees what a foreign producer could write. Both the
+compiled module (when installed with mypyc) and its plain-Python source are checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import fastavro
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from schemas import gojson, transcode
+from schemas.avro import schema_dict
+from schemas.catalog import EventType
+from schemas.event import Event
+from schemas.ids import new_id
+from schemas.serde import flat_record_reader
+
+EVENT_SCHEMA = fastavro.parse_schema(schema_dict("Event"))
+FULL_READER = flat_record_reader(schema_dict("Event"))
+assert FULL_READER is not None
+
+
+def _plain_python_module() -> ModuleType:
+    """schemas/transcode.py run by the interpreter, even when a compiled build is installed."""
+    source = transcode.__file__.rsplit("/", 1)[0] + "/transcode.py"
+    spec = importlib.util.spec_from_file_location("transcode_source", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PLAIN = _plain_python_module()
+TRANSCODERS: list[Callable[[bytes, int], Any]] = [transcode.event_json, PLAIN.event_json]
+
+
+def full_path(body: bytes) -> bytes | None:
+    """What replay and delivery do without the transcoder; None where they report an error."""
+    assert FULL_READER is not None
+    try:
+        return Event.from_avro(FULL_READER(body, 0)).to_json().encode()
+    except (ValueError, IndexError, OverflowError, KeyError, TypeError):
+        return None
+
+
+def avro(record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, EVENT_SCHEMA, record)
+    return out.getvalue()
+
+
+def assert_agrees(body: bytes) -> None:
+    expected = full_path(body)
+    for event_json in TRANSCODERS:
+        fast = event_json(body, 0)
+        if fast is None:
+            continue
+        assert fast.end <= len(body)
+        if fast.end != len(body):
+            continue  # trailing bytes: the caller takes the full path, which refuses them
+        assert expected is not None, f"transcoded a record the full path refuses: {body!r}"
+        assert fast.json == expected
+        event = Event.from_json(expected)
+        assert (fast.type, fast.tenant_id, fast.instance_id) == (
+            str(event.type),
+            event.tenant_id,
+            event.instance_id,
+        )
+
+
+json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**17, max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.sampled_from(["api:1.4.2", "<a&b>", "\u2028", "\u2029", 'q"1', "\\", "\x7f", "é", "\x00"])
+)
+json_values = st.recursive(
+    json_leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=12,
+)
+payload_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+
+
+def _python_dumps(value: Any) -> str:
+    return json.dumps(value)  # spaces, insertion order, ASCII escapes
+
+
+def _unsorted(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+payload_texts = (
+    payload_objects.map(gojson.dumps)
+    | payload_objects.map(_python_dumps)
+    | payload_objects.map(_unsorted)
+    | st.sampled_from(
+        [
+            "",
+            "{}",
+            "[]",
+            "null",
+            '{"a":1,"a":2}',
+            '{"b":1,"a":2}',
+            '{"a":-0}',
+            '{"a":01}',
+            '{"a":1.0}',
+            '{"a":1e5}',
+            '{"a":' + "9" * 5000 + "}",
+            '{"a":"\\u00e9"}',
+            '{"a" :1}',
+            '{"a":tru}',
+            '{"a":[1,]}',
+            '{"a":{}}',
+            '{"a":[]}',
+            '{"a":"x"}junk',
+            "\ufeff{}",
+            '{"a":"' + "[" * 100 + '"}',
+            "[" * 70 + "]" * 70,
+            '{"a":' + "[" * 70 + "]" * 70 + "}",
+        ]
+    )
+    | st.text(max_size=30)
+)
+typeid_like = st.one_of(
+    st.builds(lambda: new_id("evt")),
+    st.builds(lambda: new_id("inst")),
+    st.sampled_from(["evt_8zzzzzzzzzzzzzzzzzzzzzzzzz", "evt_00000000000000000000000000", "evt_"]),
+    st.text(max_size=32),
+)
+plain_or_any_text = st.sampled_from(["ten_a", "acme", " ", "a b", "", "<t>", "t\u2028"]) | st.text()
+
+
+@st.composite
+def raw_records(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "id": draw(typeid_like),
+        "type": draw(st.sampled_from([str(t) for t in EventType]) | st.text(max_size=20)),
+        "tenant_id": draw(plain_or_any_text),
+        "instance_id": draw(st.none() | typeid_like),
+        "actor_id": draw(st.none() | plain_or_any_text),
+        "payload": draw(payload_texts),
+        "timestamp": draw(
+            st.integers(min_value=-62135596800_000000 - 10, max_value=253402300800_000000 + 10)
+            | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+            | st.integers(min_value=1_700_000_000_000000, max_value=1_900_000_000_000000)
+        ),
+    }
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_records())
+def test_transcoder_agrees_with_the_full_path_on_raw_records(record: dict[str, Any]) -> None:
+    assert_agrees(avro(record))
+
+
+@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_records(), st.data())
+def test_transcoder_agrees_on_corrupted_records(
+    record: dict[str, Any], data: st.DataObject
+) -> None:
+    body = bytearray(avro(record))
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = data.draw(st.integers(0, len(body) - 1))
+        body[index] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, 3))
+    assert_agrees(bytes(body[: len(body) - cut] if cut else body))
+
+
+@given(payload_objects)
+@example({"replicas": 3, "region": "eu-west-1", "image": "registry.example/api:1.4.2"})
+def test_events_our_producers_write_take_the_fast_path(payload: dict[str, Any]) -> None:
+    event = (
+        Event.new(EventType.INSTANCE_SCALED, "ten_acme")
+        .with_instance(new_id("inst"))
+        .with_actor("usr_42")
+        .with_payload(payload)
+    )
+    body = avro(event.to_avro())
+    fast = transcode.event_json(body, 0)
+    plain_payload = "\\" not in gojson.dumps(payload) and not any(
+        isinstance(v, float) or (isinstance(v, int) and abs(v) >= 10**18) for v in _leaves(payload)
+    )
+    if plain_payload and not any(c in gojson.dumps(payload) for c in "\u2028\u2029\x7f"):
+        assert fast is not None
+        assert fast.json == event.to_json().encode()
+    assert_agrees(body)
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+@pytest.mark.parametrize(
+    "micros",
+    [0, 1, -1, 999_999, 86_400_000_000 - 1, -62135596800_000000, 253402300799_999999],
+)
+def test_timestamps_at_the_edges(micros: int) -> None:
+    event = Event.new(EventType.TENANT_CREATED, "t")
+    record = {**event.to_avro(), "timestamp": micros}
+    body = avro(record)
+    fast = transcode.event_json(body, 0)
+    assert fast is not None
+    assert fast.json == full_path(body)
+
+
+def test_the_record_end_is_reported_for_nested_use() -> None:
+    body = avro(Event.new(EventType.TENANT_CREATED, "t").to_avro())
+    fast = transcode.event_json(body + b"tail", 0)
+    assert fast is not None and fast.end == len(body)
+    shifted = transcode.event_json(b"xx" + body, 2)
+    assert shifted is not None and shifted.json == fast.json
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"a":' + "9" * 5000 + "}",  # Python refuses to parse it: the full path reports it
+        '{"b":1,"a":2}',
+        '{"a":1,"a":2}',
+        '{"a":-0}',
+        '{"a":1.5}',
+        '{"a":"\\u00e9"}',
+        '{"a":"<b>"}',
+        '{"a":"\u2028"}',
+        '{"a": 1}',
+        "[]",
+    ],
+)
+def test_payloads_not_in_gos_form_take_the_full_path(payload: str) -> None:
+    body = avro({**Event.new(EventType.TENANT_CREATED, "t").to_avro(), "payload": payload})
+    for event_json in TRANSCODERS:
+        assert event_json(body, 0) is None
+    assert_agrees(body)

@@ -94,80 +94,48 @@ class EventJson:
 
 def event_json(data: bytes, start: int) -> EventJson | None:
     """The Event record at ``data[start:]`` as JSON, or None if it needs the full path."""
-    size = len(data)
-    pos = start
-    # id
-    length, pos = _read_long(data, pos)
-    end = pos + length
-    if length < 0 or end > size or not _is_typeid(data, pos, end, _EVENT_PREFIX):
+    # id: an evt_ TypeID
+    begin, pos = _string(data, start)
+    if pos < 0 or not _is_typeid(data, begin, pos, _EVENT_PREFIX):
         return None
-    event_id = data[pos:end]
-    pos = end
-    # type
-    length, pos = _read_long(data, pos)
-    end = pos + length
-    if length < 0 or end > size:
+    event_id = data[begin:pos]
+    # type: one of the catalog's
+    begin, pos = _string(data, pos)
+    if pos < 0:
         return None
-    event_type = _TYPES.get(data[pos:end])
+    type_bytes = data[begin:pos]
+    event_type = _TYPES.get(type_bytes)
     if event_type is None:
         return None
-    type_bytes = data[pos:end]
-    pos = end
     # tenant_id: non-empty, and not only spaces (the contract strips it to check)
-    length, pos = _read_long(data, pos)
-    end = pos + length
-    if length <= 0 or end > size:
+    begin, pos = _string(data, pos)
+    if pos < 0:
         return None
-    tenant = data[pos:end]
-    if not _plain_ascii(tenant) or not tenant.strip(b" "):
+    tenant = data[begin:pos]
+    if not tenant.strip(b" ") or not _plain_ascii(tenant):
         return None
-    pos = end
     # instance_id: null or an inst_ TypeID
-    instance: bytes | None = None
-    if pos >= size:
+    begin, pos = _optional_string(data, pos)
+    if pos < 0 or (begin >= 0 and not _is_typeid(data, begin, pos, _INSTANCE_PREFIX)):
         return None
-    branch = data[pos]
-    pos += 1
-    if branch == 2:
-        length, pos = _read_long(data, pos)
-        end = pos + length
-        if length < 0 or end > size or not _is_typeid(data, pos, end, _INSTANCE_PREFIX):
-            return None
-        instance = data[pos:end]
-        pos = end
-    elif branch != 0:
-        return None
+    instance = data[begin:pos] if begin >= 0 else None
     # actor_id: null or any string (here: one that needs no escaping)
-    actor: bytes | None = None
-    if pos >= size:
+    begin, pos = _optional_string(data, pos)
+    if pos < 0:
         return None
-    branch = data[pos]
-    pos += 1
-    if branch == 2:
-        length, pos = _read_long(data, pos)
-        end = pos + length
-        if length < 0 or end > size:
-            return None
-        actor = data[pos:end]
-        if not _plain_ascii(actor):
-            return None
-        pos = end
-    elif branch != 0:
+    actor = data[begin:pos] if begin >= 0 else b""
+    if not _plain_ascii(actor):
         return None
     # payload: JSON text of an object, already in Go's form (empty text means {})
-    length, pos = _read_long(data, pos)
-    end = pos + length
-    if length < 0 or end > size:
+    begin, pos = _string(data, pos)
+    if pos < 0:
         return None
-    payload = data[pos:end]
+    payload = data[begin:pos]
     if payload and not _canonical_object(payload):
         return None
-    pos = end
     # timestamp
-    if pos >= size:
-        return None
     micros, pos = _read_long(data, pos)
-    if pos > size:
+    if pos > len(data):
         return None
     timestamp = _rfc3339(micros)
     if not timestamp:
@@ -175,19 +143,12 @@ def event_json(data: bytes, start: int) -> EventJson | None:
 
     parts = [b'{"id":"', event_id, b'","type":"', type_bytes, b'","tenant_id":"', tenant, b'"']
     if instance is not None:
-        parts.append(b',"instance_id":"')
-        parts.append(instance)
-        parts.append(b'"')
+        parts += (b',"instance_id":"', instance, b'"')
     if actor:
-        parts.append(b',"actor_id":"')
-        parts.append(actor)
-        parts.append(b'"')
+        parts += (b',"actor_id":"', actor, b'"')
     if payload and payload != b"{}":
-        parts.append(b',"payload":')
-        parts.append(payload)
-    parts.append(b',"timestamp":"')
-    parts.append(timestamp)
-    parts.append(b'"}')
+        parts += (b',"payload":', payload)
+    parts += (b',"timestamp":"', timestamp, b'"}')
     return EventJson(
         b"".join(parts),
         event_type,
@@ -195,6 +156,27 @@ def event_json(data: bytes, start: int) -> EventJson | None:
         None if instance is None else instance.decode("ascii"),
         pos,
     )
+
+
+def _string(data: bytes, pos: int) -> tuple[int, int]:
+    """(start, end) of the Avro string at ``pos``; end is -1 if it is malformed."""
+    length, start = _read_long(data, pos)
+    end = start + length
+    if length < 0 or end > len(data):
+        return 0, -1
+    return start, end
+
+
+def _optional_string(data: bytes, pos: int) -> tuple[int, int]:
+    """``_string`` of a ["null", "string"] union; start is -1 for null."""
+    if pos >= len(data):
+        return 0, -1
+    branch = data[pos]
+    if branch == 0:
+        return -1, pos + 1
+    if branch != 2:
+        return 0, -1
+    return _string(data, pos + 1)
 
 
 def _read_long(data: bytes, pos: int) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import json
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -140,52 +141,22 @@ def test_merge_idle_sources_do_not_block_a_follow() -> None:
     assert list(merge.pop_ready()) == [7]
 
 
-@given(
-    st.lists(st.lists(st.integers(0, 50), max_size=30), min_size=1, max_size=6), st.integers(1, 4)
-)
-def test_merge_equals_a_sort_whatever_the_arrival_order(
-    partitions: list[list[int]], capacity: int
-) -> None:
-    streams = {
-        p: sorted((ts, p, i) for i, ts in enumerate(values)) for p, values in enumerate(partitions)
-    }
-    merge: BoundedMerge[int, tuple[int, int, int]] = BoundedMerge(streams, lambda r: r, capacity)
-    cursors = dict.fromkeys(streams, 0)
-    out: list[tuple[int, int, int]] = []
-    rng = random.Random(len(partitions) * 31 + capacity)
-    while not merge.done:
-        # A source is fetched only while its buffer has room (what the reader's pause does).
-        ready = [p for p in streams if p in merge.live and not merge.is_full(p)]
-        source = rng.choice(ready) if ready else None
-        if source is not None:
-            if cursors[source] < len(streams[source]):
-                merge.push(source, streams[source][cursors[source]])
-                cursors[source] += 1
-            else:
-                merge.finish(source)
-        out.extend(merge.pop_ready())
-        assert merge.buffered() <= capacity * len(streams)
-    assert out == sorted(r for s in streams.values() for r in s)
+Record = tuple[int, int, int]  # (timestamp, partition, offset)
 
 
-@given(
-    st.lists(st.lists(st.integers(0, 50), max_size=30), min_size=1, max_size=6),
-    st.integers(1, 4),
-    st.integers(0, 2**32),
-    st.booleans(),
-)
-def test_merge_is_the_classic_k_way_merge_even_when_timestamps_go_back(
-    partitions: list[list[int]], capacity: int, seed: int, with_key: bool
-) -> None:
-    # Partitions in offset order whose timestamps may go back: the output is still exactly the
-    # classic "smallest head first" merge, whatever the arrival order (so replays reproduce).
-    streams = {p: [(t, p, i) for i, t in enumerate(values)] for p, values in enumerate(partitions)}
-    key = (lambda r: (r[0], r[1], r[2])) if with_key else None
-    merge: BoundedMerge[int, tuple[int, int, int]] = BoundedMerge(streams, key, capacity)
+def merged(
+    streams: dict[int, list[Record]],
+    capacity: int,
+    seed: int,
+    sort_key: Callable[[Record], object] | None,
+) -> list[Record]:
+    """What the merge emits when the sources arrive in a random order and batch sizes."""
+    merge: BoundedMerge[int, Record] = BoundedMerge(streams, sort_key, capacity)
     cursors = dict.fromkeys(streams, 0)
-    out: list[tuple[int, int, int]] = []
+    out: list[Record] = []
     rng = random.Random(seed)
     while not merge.done:
+        # A source is fetched only while its buffer has room (what the reader's pause does).
         ready = [p for p in streams if p in merge.live and not merge.is_full(p)]
         for source in rng.sample(ready, rng.randint(0, len(ready))) if ready else []:
             if cursors[source] < len(streams[source]):
@@ -195,7 +166,32 @@ def test_merge_is_the_classic_k_way_merge_even_when_timestamps_go_back(
                 merge.finish(source)
         out.extend(merge.pop_ready())
         assert merge.buffered() <= capacity * len(streams)
-    assert out == list(heapq.merge(*streams.values()))
+    return out
+
+
+partition_timestamps = st.lists(st.lists(st.integers(0, 50), max_size=30), min_size=1, max_size=6)
+
+
+@given(partition_timestamps, st.integers(1, 4), st.integers(0, 2**32), st.booleans())
+def test_merge_equals_a_sort_whatever_the_arrival_order(
+    partitions: list[list[int]], capacity: int, seed: int, with_key: bool
+) -> None:
+    streams = {
+        p: sorted((ts, p, i) for i, ts in enumerate(values)) for p, values in enumerate(partitions)
+    }
+    key = (lambda r: r) if with_key else None
+    assert merged(streams, capacity, seed, key) == sorted(r for s in streams.values() for r in s)
+
+
+@given(partition_timestamps, st.integers(1, 4), st.integers(0, 2**32), st.booleans())
+def test_merge_is_the_classic_k_way_merge_even_when_timestamps_go_back(
+    partitions: list[list[int]], capacity: int, seed: int, with_key: bool
+) -> None:
+    # Partitions in offset order whose timestamps may go back: the output is still exactly the
+    # classic "smallest head first" merge, whatever the arrival order (so replays reproduce).
+    streams = {p: [(t, p, i) for i, t in enumerate(values)] for p, values in enumerate(partitions)}
+    key = (lambda r: r) if with_key else None
+    assert merged(streams, capacity, seed, key) == list(heapq.merge(*streams.values()))
 
 
 # -- decoding, skipping, rendering ---------------------------------------------------------------

@@ -147,21 +147,34 @@ typeid_like = st.one_of(
 plain_or_any_text = st.sampled_from(["ten_a", "acme", " ", "a b", "", "<t>", "t\u2028"]) | st.text()
 
 
+WILD_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "id": typeid_like,
+    "type": st.sampled_from([str(t) for t in EventType]) | st.text(max_size=20),
+    "tenant_id": plain_or_any_text,
+    "instance_id": st.none() | typeid_like,
+    "actor_id": st.none() | plain_or_any_text,
+    "payload": payload_texts,
+    "timestamp": st.integers(min_value=-62135596800_000000 - 10, max_value=253402300800_000000 + 10)
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1),
+}
+
+
 @st.composite
 def raw_records(draw: st.DrawFn) -> dict[str, Any]:
-    return {
-        "id": draw(typeid_like),
-        "type": draw(st.sampled_from([str(t) for t in EventType]) | st.text(max_size=20)),
-        "tenant_id": draw(plain_or_any_text),
-        "instance_id": draw(st.none() | typeid_like),
-        "actor_id": draw(st.none() | plain_or_any_text),
-        "payload": draw(payload_texts),
-        "timestamp": draw(
-            st.integers(min_value=-62135596800_000000 - 10, max_value=253402300800_000000 + 10)
-            | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-            | st.integers(min_value=1_700_000_000_000000, max_value=1_900_000_000_000000)
-        ),
+    """A valid event's record with one to three fields replaced by anything a producer could
+    write (one wild field at a time reaches each field's checks; more, their interplay)."""
+    record: dict[str, Any] = {
+        "id": new_id("evt"),
+        "type": draw(st.sampled_from([str(t) for t in EventType])),
+        "tenant_id": draw(st.sampled_from(["ten_a", "acme", "a b"])),
+        "instance_id": draw(st.none() | st.builds(lambda: new_id("inst"))),
+        "actor_id": draw(st.none() | st.sampled_from(["usr_1", ""])),
+        "payload": draw(payload_objects.map(gojson.dumps)),
+        "timestamp": draw(st.integers(1_700_000_000_000000, 1_900_000_000_000000)),
     }
+    for name in draw(st.lists(st.sampled_from(list(WILD_FIELDS)), max_size=3, unique=True)):
+        record[name] = draw(WILD_FIELDS[name])
+    return record
 
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
@@ -209,6 +222,29 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [leaf for item in value for leaf in _leaves(item)]
     return [value]
+
+
+def test_malformed_unions_and_lengths_take_the_full_path() -> None:
+    event = Event.new(EventType.TENANT_CREATED, "t").with_actor("usr_1")
+    body = avro(event.to_avro())
+    # Every string here is shorter than 64 bytes: its length is one varint byte.
+    tenant_length = 1 + len(event.id) + 1 + len("tenant.created")
+    union = tenant_length + 1 + len("t")  # the instance_id branch
+    assert body[union] == 0
+    actor_union = union + 1
+    assert body[actor_union] == 2 and body[actor_union + 1] == 2 * len("usr_1")
+    malformed = [
+        body[:at] + bytes([branch]) + body[at + 1 :]
+        for at in (union, actor_union)
+        for branch in (1, 3, 4, 0x80)
+    ]
+    # Negative string lengths (zig-zag 1 is -1) where the tenant's and the actor's stand.
+    for at in (tenant_length, actor_union + 1):
+        malformed.append(body[:at] + b"\x01" + body[at + 1 :])
+    for record in malformed:
+        assert_agrees(record)
+        for event_json in TRANSCODERS:
+            assert event_json(record, 0) is None
 
 
 @pytest.mark.parametrize(

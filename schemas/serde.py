@@ -24,7 +24,8 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from schemas.avro import schema_dict, schema_str
 from schemas.delivery import DeliveryTask, WebhookDelivery
 from schemas.event import Event
-from schemas.transcode import EventJson, event_json
+from schemas.timestamps import to_epoch_micros
+from schemas.transcode import DeliveryTaskJson, EventJson, delivery_task_json, event_json
 from schemas.webhook import Webhook
 
 
@@ -285,11 +286,29 @@ class Serde:
             fast = event_json(data, HEADER_SIZE)
             if fast is not None and fast.end == len(data):
                 return fast
-        event = self.events.decode(data, topic)
-        return EventJson(
-            event.to_json().encode(),
-            str(event.type),
-            event.tenant_id,
-            event.instance_id,
+        return _event_json_of(self.events.decode(data, topic), len(data or b""))
+
+    def task_json(self, data: bytes | None, topic: str) -> DeliveryTaskJson:
+        """The DeliveryTask record in ``data`` with its event in Ctrl Plane's JSON form (the
+        webhook body), transcoded where the record allows; the same DecodeError as
+        ``tasks.decode``."""
+        if data and self.tasks.written_with_our_schema(data):
+            fast = delivery_task_json(data, HEADER_SIZE)
+            if fast is not None and fast.end == len(data):
+                return fast
+        task = self.tasks.decode(data, topic)
+        return DeliveryTaskJson(
+            task.id,
+            task.webhook_id,
+            task.tenant_id,
+            task.url,
+            _event_json_of(task.event, 0),
+            to_epoch_micros(task.created_at),
             len(data or b""),
         )
+
+
+def _event_json_of(event: Event, end: int) -> EventJson:
+    return EventJson(
+        event.to_json().encode(), event.id, str(event.type), event.tenant_id, event.instance_id, end
+    )

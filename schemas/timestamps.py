@@ -12,6 +12,20 @@ _RFC3339 = re.compile(
 )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_epoch_micros(micros: int) -> datetime:
+    """The UTC time ``micros`` microseconds after the epoch (Avro's timestamp-micros)."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def to_epoch_micros(value: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime (Avro's timestamp-micros)."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def utc_now() -> datetime:
     """Now, in UTC, truncated to microseconds (what Avro timestamp-micros keeps)."""
     return datetime.now(UTC)

@@ -49,6 +49,9 @@ _LINE_SEPARATOR: Final = b"\xe2\x80\xa8"
 _PARAGRAPH_SEPARATOR: Final = b"\xe2\x80\xa9"
 _MAX_DEPTH: Final = 64
 _MAX_INTEGER_DIGITS: Final = 18
+# What datetime can hold: 0001-01-01T00:00:00 to 9999-12-31T23:59:59.999999, in epoch micros.
+_MIN_MICROS: Final = -62_135_596_800_000_000
+_MAX_MICROS: Final = 253_402_300_799_999_999
 
 _QUOTE: Final = 0x22
 _BACKSLASH: Final = 0x5C
@@ -74,22 +77,81 @@ _TYPES: Final = _type_texts()
 
 
 class EventJson:
-    """One event in Ctrl Plane's JSON form, with the fields a replay filters on."""
+    """One event in Ctrl Plane's JSON form, with the fields replay and delivery need."""
 
     json: bytes
+    id: str
     type: str
     tenant_id: str
     instance_id: str | None
     end: int  # where the Avro record ended in the input
 
     def __init__(
-        self, json: bytes, type: str, tenant_id: str, instance_id: str | None, end: int
+        self,
+        json: bytes,
+        id: str,
+        type: str,
+        tenant_id: str,
+        instance_id: str | None,
+        end: int,
     ) -> None:
         self.json = json
+        self.id = id
         self.type = type
         self.tenant_id = tenant_id
         self.instance_id = instance_id
         self.end = end
+
+
+class DeliveryTaskJson:
+    """A delivery task whose event is in its JSON form (what the delivery worker posts)."""
+
+    id: str
+    webhook_id: str
+    tenant_id: str
+    url: str
+    event: EventJson
+    created_at_micros: int  # since the epoch, UTC; within datetime's years 1-9999
+    end: int
+
+    def __init__(
+        self,
+        id: str,
+        webhook_id: str,
+        tenant_id: str,
+        url: str,
+        event: EventJson,
+        created_at_micros: int,
+        end: int,
+    ) -> None:
+        self.id = id
+        self.webhook_id = webhook_id
+        self.tenant_id = tenant_id
+        self.url = url
+        self.event = event
+        self.created_at_micros = created_at_micros
+        self.end = end
+
+
+def delivery_task_json(data: bytes, start: int) -> DeliveryTaskJson | None:
+    """The DeliveryTask record at ``data[start:]``, its event as JSON; None: the full path."""
+    texts: list[str] = []
+    pos = start
+    for _ in range(4):  # id, webhook_id, tenant_id, url
+        begin, pos = _string(data, pos)
+        if pos < 0:
+            return None
+        try:
+            texts.append(data[begin:pos].decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
+    event = event_json(data, pos)
+    if event is None:
+        return None
+    created_at, pos = _read_long(data, event.end)
+    if pos > len(data) or not _MIN_MICROS <= created_at <= _MAX_MICROS:
+        return None
+    return DeliveryTaskJson(texts[0], texts[1], texts[2], texts[3], event, created_at, pos)
 
 
 def event_json(data: bytes, start: int) -> EventJson | None:
@@ -151,6 +213,7 @@ def event_json(data: bytes, start: int) -> EventJson | None:
     parts += (b',"timestamp":"', timestamp, b'"}')
     return EventJson(
         b"".join(parts),
+        event_id.decode("ascii"),
         event_type,
         tenant.decode("ascii"),
         None if instance is None else instance.decode("ascii"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import uuid
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -21,12 +22,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas import gojson, transcode
+from schemas import gojson, ids, transcode
 from schemas.avro import schema_dict
 from schemas.catalog import EventType
+from schemas.delivery import DeliveryTask
 from schemas.event import Event
 from schemas.ids import new_id
-from schemas.serde import flat_record_reader
+from schemas.serde import DecodeError, Serde, flat_record_reader
+from schemas.timestamps import from_epoch_micros
 
 EVENT_SCHEMA = fastavro.parse_schema(schema_dict("Event"))
 FULL_READER = flat_record_reader(schema_dict("Event"))
@@ -288,3 +291,127 @@ def test_payloads_not_in_gos_form_take_the_full_path(payload: str) -> None:
     for event_json in TRANSCODERS:
         assert event_json(body, 0) is None
     assert_agrees(body)
+
+
+# -- delivery tasks -------------------------------------------------------------------------------
+
+TASK_SCHEMA = fastavro.parse_schema(schema_dict("DeliveryTask"))
+TASK_TRANSCODERS: list[Callable[[bytes, int], Any]] = [
+    transcode.delivery_task_json,
+    PLAIN.delivery_task_json,
+]
+
+
+def task_avro(record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, TASK_SCHEMA, record)
+    return out.getvalue()
+
+
+def full_task_path(body: bytes) -> DeliveryTask | None:
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(body), TASK_SCHEMA, TASK_SCHEMA)
+        assert isinstance(record, dict)
+        return DeliveryTask.from_avro(record)
+    except (ValueError, IndexError, OverflowError, KeyError, TypeError, EOFError, AssertionError):
+        return None
+
+
+def assert_task_agrees(body: bytes) -> None:
+    expected = full_task_path(body)
+    for task_json in TASK_TRANSCODERS:
+        fast = task_json(body, 0)
+        if fast is None or fast.end != len(body):
+            continue
+        assert expected is not None, f"transcoded a task the full path refuses: {body!r}"
+        assert (fast.id, fast.webhook_id, fast.tenant_id, fast.url) == (
+            expected.id,
+            expected.webhook_id,
+            expected.tenant_id,
+            expected.url,
+        )
+        assert fast.event.json == expected.event.to_json().encode()
+        assert fast.event.id == expected.event.id
+        assert from_epoch_micros(fast.created_at_micros) == expected.created_at
+
+
+# The first and last microsecond datetime can hold, and one beyond each.
+DATETIME_EDGES = [
+    -62_135_596_800_000_000,
+    -62_135_596_800_000_001,
+    253_402_300_799_999_999,
+    253_402_300_800_000_000,
+]
+
+
+@pytest.mark.parametrize("created_at", DATETIME_EDGES)
+def test_task_creation_times_at_the_edges_of_datetime(created_at: int) -> None:
+    task = DeliveryTask.for_event(Event.new(EventType.TENANT_CREATED, "t"), new_id("hook"), "u")
+    body = task_avro({**task.to_avro(), "created_at": created_at})
+    assert_task_agrees(body)
+    in_range = full_task_path(body) is not None
+    for task_json in TASK_TRANSCODERS:
+        assert (task_json(body, 0) is not None) == in_range
+
+
+@st.composite
+def raw_tasks(draw: st.DrawFn) -> dict[str, Any]:
+    event = draw(raw_records())
+    return {
+        "id": draw(st.sampled_from([ids.delivery_id(new_id("evt"), new_id("hook"))]) | st.text()),
+        "webhook_id": draw(st.builds(lambda: new_id("hook")) | st.text()),
+        "tenant_id": draw(plain_or_any_text),
+        "url": draw(st.sampled_from(["https://hooks.example/a?b=1", "http://127.0.0.1:9/x"])),
+        "event": event,
+        "created_at": draw(
+            st.integers(1_700_000_000_000000, 1_900_000_000_000000)
+            | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+            | st.sampled_from(DATETIME_EDGES)
+        ),
+    }
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_tasks(), st.data())
+def test_task_transcoder_agrees_with_the_full_path(
+    record: dict[str, Any], data: st.DataObject
+) -> None:
+    body = bytearray(task_avro(record))
+    assert_task_agrees(bytes(body))
+    if data.draw(st.booleans()):
+        index = data.draw(st.integers(0, len(body) - 1))
+        body[index] = data.draw(st.integers(0, 255))
+        assert_task_agrees(bytes(body))
+
+
+def test_a_routed_task_takes_the_fast_path() -> None:
+    event = Event.new(EventType.DEPLOY_FAILED, "ten_a").with_payload({"reason": "oom", "exit": 137})
+    task = DeliveryTask.for_event(event, new_id("hook"), "https://hooks.example/x")
+    fast = transcode.delivery_task_json(task_avro(task.to_avro()), 0)
+    assert fast is not None and fast.event.json == event.to_json().encode()
+    assert from_epoch_micros(fast.created_at_micros) == task.created_at
+
+
+@pytest.mark.parametrize("payload", [{"cpu": 0.5}, {"n": 1}, {}])
+def test_serde_gives_the_same_task_and_event_json_whichever_path(payload: dict[str, Any]) -> None:
+    # {"cpu": 0.5} has a float: the full path renders it; the others are transcoded.
+    serde = Serde(f"mock://{uuid.uuid4().hex}")
+    event = Event.new(EventType.HEALTH_DEGRADED, "ten_a").with_payload(payload)
+    task = DeliveryTask.for_event(event, new_id("hook"), "https://hooks.example/x")
+    data = serde.tasks.encode(task, "t.deliveries")
+    serde.tasks.decode(data, "t.deliveries")  # the first record of a schema id learns it
+    got = serde.task_json(data, "t.deliveries")
+    assert (got.id, got.webhook_id, got.tenant_id, got.url, got.event.id) == (
+        task.id,
+        task.webhook_id,
+        task.tenant_id,
+        task.url,
+        event.id,
+    )
+    assert got.event.json == event.to_json().encode()
+    assert from_epoch_micros(got.created_at_micros) == task.created_at
+    event_data = serde.events.encode(event, "t.events.health")
+    serde.events.decode(event_data, "t.events.health")
+    assert serde.event_json(event_data, "t.events.health").json == event.to_json().encode()
+    with pytest.raises(DecodeError):
+        serde.task_json(data[:-3], "t.deliveries")

@@ -122,9 +122,17 @@ async def wait_count(
         await asyncio.sleep(poll)
 
 
-async def ceiling(base: str, requests: list[tuple[bytes, dict[str, str]]]) -> float:
-    """Bare aiohttp posts of the same bodies and headers, same concurrency: deliveries/s."""
+async def ceiling(
+    session: aiohttp.ClientSession, base: str, requests: list[tuple[bytes, dict[str, str]]]
+) -> float:
+    """Bare aiohttp posts of the same bodies and headers, same concurrency: deliveries/s.
+
+    Timed like the worker, from the first to the last POST the receiver saw, so neither side
+    is charged for starting up (the worker's connections are already warm).
+    """
     queue = list(requests)
+    async with session.post(f"{base}/reset?path=/bare"):
+        pass
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as s:
 
         async def post_all() -> None:
@@ -133,9 +141,10 @@ async def ceiling(base: str, requests: list[tuple[bytes, dict[str, str]]]) -> fl
                 async with s.post(f"{base}/bare", data=body, headers=headers) as response:
                     await response.read()
 
-        started = time.perf_counter()
         await asyncio.gather(*(post_all() for _ in range(CONCURRENCY)))
-        return len(requests) / (time.perf_counter() - started)
+    stats = await receiver_stats(session, base, "/bare")
+    count, first, last = float(stats["count"]), float(stats["first"]), float(stats["last"])
+    return count / max(last - first, 1e-9)
 
 
 def machine_cpu() -> float:
@@ -278,7 +287,7 @@ async def measure(settings: Settings, tasks: int, retries: int, profile: str | N
     # The ceiling runs before and after the worker, with no worker running; the better one counts.
     bare_before, bare_after, worker_phase = Phase(), Phase(), Phase()
     async with measured(session, base, bare_before):
-        bare_rates = [await ceiling(base, requests)]
+        bare_rates = [await ceiling(session, base, requests)]
 
     stop = asyncio.Event()
     worker = asyncio.create_task(DeliveryWorker(settings, serde=serde).run(stop))
@@ -306,7 +315,7 @@ async def measure(settings: Settings, tasks: int, retries: int, profile: str | N
     await worker
 
     async with measured(session, base, bare_after):
-        bare_rates.append(await ceiling(base, requests))
+        bare_rates.append(await ceiling(session, base, requests))
     await session.close()
     receiver.terminate()
 

@@ -36,6 +36,12 @@ def endpoint_key(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
 
 
+@functools.lru_cache(maxsize=128)
+def _delivered(status: int) -> Outcome:
+    """The outcome of a 2xx status (immutable, so made once per status)."""
+    return classify_status(status)
+
+
 class Sender:
     """Posts bodies to endpoints. Use as ``async with Sender(settings) as sender``."""
 
@@ -83,16 +89,19 @@ class Sender:
                 allow_redirects=False,
             ) as response:
                 excerpt = await self._read_capped(response)
-                outcome = classify_status(
-                    response.status,
-                    response.headers.get("Retry-After"),
-                    self._settings.delivery_retry_after_cap,
-                )
-                if outcome.verdict is not Verdict.DELIVERED and excerpt:
-                    outcome = Outcome(
-                        outcome.verdict, f"{outcome.reason}: {excerpt}", outcome.retry_after
-                    )
                 status = response.status
+                if 200 <= status < 300:
+                    outcome = _delivered(status)  # the common case: no header to look at
+                else:
+                    outcome = classify_status(
+                        status,
+                        response.headers.get("Retry-After"),
+                        self._settings.delivery_retry_after_cap,
+                    )
+                    if outcome.verdict is not Verdict.DELIVERED and excerpt:
+                        outcome = Outcome(
+                            outcome.verdict, f"{outcome.reason}: {excerpt}", outcome.retry_after
+                        )
         except BlockedAddressError as exc:
             outcome = Outcome(Verdict.DEAD_LETTER, f"refused by the SSRF guard: {exc}")
             status = 0
@@ -127,9 +136,13 @@ class Sender:
         # Read at most the cap so a huge or endless body cannot hold memory or the slot.
         cap = self._settings.delivery_max_response_bytes
         received = bytearray()
+        content = response.content
+        # Read to the end (within the cap): a body left unread closes the pooled connection.
         while len(received) < cap:
-            chunk = await response.content.read(cap - len(received))
+            chunk = await content.read(cap - len(received))
             if not chunk:
                 break
             received.extend(chunk)
+            if content.at_eof():
+                break  # saves a read call on the usual one-chunk body
         return received[:_ERROR_EXCERPT].decode(errors="replace").strip()

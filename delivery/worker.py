@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from cpevents.kafka.clients import consume_available, consumer_config, producer_config
 from cpevents.kafka.deadletter import dead_letter_headers, message_headers
 from cpevents.settings import Settings
+from delivery.gctune import steady_state_gc
 from delivery.health import CircuitBreakers, FailureWindows
 from delivery.offsets import Outputs, PartitionProgress
 from delivery.outcome import Outcome, Verdict
@@ -36,9 +39,10 @@ from delivery.schedule import RetryLadder
 from delivery.sender import AttemptResult, Sender, endpoint_key
 from delivery.signing import signature_headers
 from delivery.webhooks import WebhookDirectory
-from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from schemas.delivery import DeliveryStatus, WebhookDelivery
 from schemas.serde import DecodeError, Serde
-from schemas.timestamps import utc_now
+from schemas.timestamps import from_epoch_micros, utc_now
+from schemas.transcode import DeliveryTaskJson
 from schemas.webhook import Webhook
 
 log = logging.getLogger(__name__)
@@ -47,7 +51,8 @@ SOURCE = "delivery"
 _COMMIT_INTERVAL = 0.2
 _POLL_TIMEOUT = 0.05
 _BATCH = 500
-# How often the loop serves producer acknowledgements (seconds).
+# How often the loop writes the outputs of finished attempts and serves producer
+# acknowledgements (seconds).
 _ACK_INTERVAL = 0.005
 # At the in-flight limit, wait this long for room before pausing every partition: pausing
 # drops librdkafka's prefetched records, so it is kept for endpoints that stay slow.
@@ -66,6 +71,34 @@ class Output:
     key: bytes | None
     value: bytes | None
     headers: Headers = ()
+
+
+@dataclass(slots=True)
+class _Job:
+    """One admitted record on its way through an endpoint's lane."""
+
+    message: Message
+    tier: int
+    state: RetryState
+    progress: PartitionProgress
+    offset: int
+    task: DeliveryTaskJson | None = None
+    webhook: Webhook | None = None
+    secrets: list[str] | None = None
+
+
+class _Lane:
+    """One endpoint's queued jobs and the runners posting them (at most the per-endpoint limit).
+
+    Long-lived runners pull jobs in turn, so a record costs no asyncio task and no semaphore
+    wait of its own; a slow endpoint holds only its own runners.
+    """
+
+    __slots__ = ("jobs", "runners")
+
+    def __init__(self) -> None:
+        self.jobs: deque[_Job] = deque()
+        self.runners = 0
 
 
 def group_id(settings: Settings) -> str:
@@ -101,7 +134,8 @@ class DeliveryWorker:
             settings.delivery_breaker_failures, settings.delivery_breaker_cooldown
         )
         self._failing = FailureWindows(settings.delivery_disable_after)
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._per_endpoint = settings.delivery_per_endpoint_limit
         # Partition state: shared with rebalance callbacks (consumer thread), hence the lock.
         self._lock = threading.Lock()
         self._progress: dict[PartitionKey, PartitionProgress] = {}
@@ -114,7 +148,9 @@ class DeliveryWorker:
         self._room = asyncio.Event()  # set while in_flight is at most the low-water mark
         self._room.set()
         self._throttled = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # lane runners and webhook catch-ups
+        # Attempts whose outputs are still to be written (see ``_write_finished``).
+        self._attempted: list[tuple[_Job, AttemptResult]] = []
         self._failure: BaseException | None = None
         self._last_commit = 0.0
 
@@ -151,8 +187,9 @@ class DeliveryWorker:
         try:
             async with Sender(self._settings) as sender:
                 self._sender = sender
-                await self._consume(stop)
-                await self._drain()
+                with steady_state_gc():
+                    await self._consume(stop)
+                    await self._drain()
         finally:
             acks.cancel()
             await self._shutdown()
@@ -181,11 +218,12 @@ class DeliveryWorker:
         # Graceful shutdown: give in-flight attempts their full timeout, then hand them back
         # (uncommitted, so the group redelivers them); wait for the outputs of finished ones.
         deadline = time.monotonic() + self._settings.delivery_timeout + 5
-        pending = set(self._tasks)
-        if pending:
-            await asyncio.wait(pending, timeout=self._settings.delivery_timeout + 5)
-        for task in self._tasks:
+        # Runners keep taking their lane's queued jobs; a catch-up may start a runner meanwhile.
+        while self._tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
+        for task in list(self._tasks):
             task.cancel()
+        self._write_finished()
         # Acknowledgements arrive by polling (``_serve_acks``): there is no event to wait on.
         while len(self._producer) and self._failure is None and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(_ACK_INTERVAL)
@@ -200,8 +238,10 @@ class DeliveryWorker:
         self._directory.stop()
 
     async def _serve_acks(self) -> None:
-        """Run producer delivery callbacks on the loop, so they touch worker state directly."""
+        """Write the outputs of finished attempts, and run producer delivery callbacks on the
+        loop (so they touch worker state directly)."""
         while True:
+            self._write_finished()
             self._producer.poll(0)
             await asyncio.sleep(_ACK_INTERVAL)
 
@@ -293,9 +333,11 @@ class DeliveryWorker:
             self._in_flight += 1
             if self._in_flight > self._low_water:
                 self._room.clear()
-        task = asyncio.create_task(self._handle(message, tier, state, progress, offset))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        job = _Job(message, tier, state, progress, offset)
+        try:
+            self._route(job)
+        except Exception as exc:  # a bug, not a record's fault: keep the offset, stop the worker
+            self._fail(exc)
 
     def _throttle(self) -> None:
         """Pause every partition: the in-flight limit stayed reached (slow endpoints)."""
@@ -343,28 +385,129 @@ class DeliveryWorker:
 
     # -- one task ---------------------------------------------------------------------------------
 
-    async def _handle(
-        self,
-        message: Message,
-        tier: int,
-        state: RetryState,
-        progress: PartitionProgress,
-        offset: int,
-    ) -> None:
-        outputs = Outputs(lambda: self._finished(progress, offset))
+    def _route(self, job: _Job) -> None:
+        """Decode the task and queue it on its endpoint's lane (or settle it at once)."""
+        message = job.message
         try:
-            for output in await self._deliver(message, tier, state):
-                self._produce(output, outputs)
+            # The event comes as the JSON body it is posted as (transcoded from the Avro bytes).
+            task = self._serde.task_json(message.value(), message.topic() or "")
+        except DecodeError as exc:
+            reason = f"undecodable delivery task: {exc.reason}"
+            self._complete(job, [self._dead_letter(message, reason, {})])
+            return
+        webhook = self._directory.get(task.webhook_id)
+        if webhook is None or not webhook.active:
+            # Maybe not read yet: catch up with the webhooks topic off the hot path.
+            self._spawn(self._route_after_catch_up(job, task))
+            return
+        self._dispatch(job, task, webhook)
+
+    async def _route_after_catch_up(self, job: _Job, task: DeliveryTaskJson) -> None:
+        try:
+            webhook = await self._directory.lookup(task.webhook_id)
+            if webhook is None or not webhook.active:
+                why = "webhook deleted" if webhook is None else "webhook inactive"
+                log.info("dropping delivery %s: %s", task.id, why)
+                record = self._record(task, DeliveryStatus.DISABLED, job.state.attempts, error=why)
+                self._complete(job, [record])
+                return
+            self._dispatch(job, task, webhook)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            # Only Kafka refusing our output gets here; the task stays unfinished so that its
-            # offset is never committed, and the worker stops to be restarted.
-            log.exception("delivery worker stopping")
-            outputs.fail()
-            self._failure = exc
+            self._fail(exc)
+
+    def _dispatch(self, job: _Job, task: DeliveryTaskJson, webhook: Webhook) -> None:
+        attempt = job.state.attempts + 1
+        try:
+            secrets = self._directory.secrets(webhook)
+        except ValueError as exc:
+            result = _no_response(Verdict.DEAD_LETTER, str(exc))
+            self._complete(job, self._finish(job.message, task, attempt, result))
             return
-        outputs.seal()
+        if not secrets:
+            result = _no_response(Verdict.DEAD_LETTER, "webhook has no active signing secret")
+            self._complete(job, self._finish(job.message, task, attempt, result))
+            return
+        job.task, job.webhook, job.secrets = task, webhook, secrets
+        endpoint = endpoint_key(webhook.url)
+        lane = self._lanes.get(endpoint)
+        if lane is None:
+            lane = self._lanes[endpoint] = _Lane()
+        lane.jobs.append(job)
+        if lane.runners < self._per_endpoint:
+            lane.runners += 1
+            self._spawn(self._run_lane(endpoint, lane))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_lane(self, endpoint: str, lane: _Lane) -> None:
+        """Post the lane's jobs one after another until it is empty."""
+        try:
+            while lane.jobs:
+                job = lane.jobs.popleft()
+                try:
+                    await self._deliver(endpoint, job)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:
+                    self._fail(exc)
+        finally:
+            lane.runners -= 1
+            if not lane.runners and not lane.jobs and self._lanes.get(endpoint) is lane:
+                del self._lanes[endpoint]
+
+    async def _deliver(self, endpoint: str, job: _Job) -> None:
+        task, webhook, secrets = job.task, job.webhook, job.secrets
+        assert task is not None and webhook is not None and secrets is not None
+        now = self._clock()
+        if self._breakers.allow(endpoint, now):
+            # Signed now: webhook-timestamp is the attempt's time, however long the lane was.
+            body = task.event.json
+            headers = signature_headers(task.event.id, int(now), body, secrets)
+            result = await self._sender.post(webhook.url, body, headers)
+            failed = result.outcome.verdict is Verdict.RETRY
+            self._breakers.record(endpoint, success=not failed, now=self._clock())
+        else:
+            result = _no_response(Verdict.RETRY, "circuit open: endpoint keeps failing")
+        # The outputs are written in one pass for every attempt finished meanwhile: interleaving
+        # that work with the HTTP calls costs far more CPU (caches) than doing it in a batch.
+        self._attempted.append((job, result))
+
+    def _write_finished(self) -> None:
+        """Produce the outputs of every attempt finished since the last pass."""
+        attempted, self._attempted = self._attempted, []
+        for job, result in attempted:
+            task, webhook = job.task, job.webhook
+            assert task is not None and webhook is not None
+            try:
+                attempt = job.state.attempts + 1
+                outputs = self._finish(
+                    job.message, task, attempt, result, job.tier, job.state, webhook
+                )
+                self._complete(job, outputs)
+            except Exception as exc:  # Kafka refused a record, or a bug
+                self._fail(exc)
+
+    def _complete(self, job: _Job, outputs: list[Output]) -> None:
+        """Produce the task's outputs; its offset finishes once Kafka acknowledged them all."""
+        tracker = Outputs(functools.partial(self._finished, job.progress, job.offset))
+        try:
+            for output in outputs:
+                self._produce(output, tracker)
+        except BaseException:
+            tracker.fail()  # the task stays unfinished, so its offset is never committed
+            raise
+        tracker.seal()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Kafka refused our output (or a bug): stop the worker, to be restarted."""
+        log.error("delivery worker stopping", exc_info=exc)
+        if self._failure is None:
+            self._failure = exc
 
     def _finished(self, progress: PartitionProgress, offset: int) -> None:
         """Every output of the task at ``offset`` is acknowledged: its offset may be committed."""
@@ -374,50 +517,10 @@ class DeliveryWorker:
             if self._in_flight <= self._low_water:
                 self._room.set()
 
-    async def _deliver(self, message: Message, tier: int, state: RetryState) -> list[Output]:
-        try:
-            task = self._serde.tasks.decode(message.value(), message.topic() or "")
-        except DecodeError as exc:
-            return [self._dead_letter(message, f"undecodable delivery task: {exc.reason}", {})]
-        webhook = await self._directory.lookup(task.webhook_id)
-        if webhook is None or not webhook.active:
-            why = "webhook deleted" if webhook is None else "webhook inactive"
-            log.info("dropping delivery %s: %s", task.id, why)
-            return [self._record(task, DeliveryStatus.DISABLED, state.attempts, error=why)]
-        attempt = state.attempts + 1
-        try:
-            secrets = self._directory.secrets(webhook)
-        except ValueError as exc:
-            return self._finish(message, task, attempt, _no_response(Verdict.DEAD_LETTER, str(exc)))
-        if not secrets:
-            reason = "webhook has no active signing secret"
-            return self._finish(message, task, attempt, _no_response(Verdict.DEAD_LETTER, reason))
-        result = await self._attempt(task, webhook, secrets)
-        return self._finish(message, task, attempt, result, tier, state, webhook)
-
-    async def _attempt(
-        self, task: DeliveryTask, webhook: Webhook, secrets: list[str]
-    ) -> AttemptResult:
-        endpoint = endpoint_key(webhook.url)
-        slot = self._slots.get(endpoint)
-        if slot is None:
-            slot = self._slots[endpoint] = asyncio.Semaphore(
-                self._settings.delivery_per_endpoint_limit
-            )
-        async with slot:
-            if not self._breakers.allow(endpoint, self._clock()):
-                return _no_response(Verdict.RETRY, "circuit open: endpoint keeps failing")
-            body = task.event.to_json().encode()
-            headers = signature_headers(task.event.id, int(self._clock()), body, secrets)
-            result = await self._sender.post(webhook.url, body, headers)
-        failed = result.outcome.verdict is Verdict.RETRY
-        self._breakers.record(endpoint, success=not failed, now=self._clock())
-        return result
-
     def _finish(
         self,
         message: Message,
-        task: DeliveryTask,
+        task: DeliveryTaskJson,
         attempt: int,
         result: AttemptResult,
         tier: int = -1,
@@ -506,7 +609,7 @@ class DeliveryWorker:
         message: Message,
         reason: str,
         extra: dict[str, str],
-        task: DeliveryTask | None = None,
+        task: DeliveryTaskJson | None = None,
     ) -> Output:
         if task is not None:
             extra = {
@@ -536,7 +639,7 @@ class DeliveryWorker:
 
     def _record(
         self,
-        task: DeliveryTask,
+        task: DeliveryTaskJson,
         status: DeliveryStatus,
         attempts: int,
         status_code: int = 0,
@@ -555,7 +658,7 @@ class DeliveryWorker:
             next_retry=next_retry,
             error=error,
             duration_ms=duration_ms,
-            created_at=task.created_at,
+            created_at=from_epoch_micros(task.created_at_micros),
             updated_at=utc_now(),
         )
         topic = self._topics.webhook_deliveries
@@ -581,7 +684,7 @@ class DeliveryWorker:
                     topic,
                     key=output.key,
                     value=output.value,
-                    headers=list(output.headers),
+                    headers=list(output.headers) or None,
                     on_delivery=settle,
                 )
                 return

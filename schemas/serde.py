@@ -25,7 +25,13 @@ from schemas.avro import schema_dict, schema_str
 from schemas.delivery import DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.timestamps import to_epoch_micros
-from schemas.transcode import DeliveryTaskJson, EventJson, delivery_task_json, event_json
+from schemas.transcode import (
+    DeliveryTaskJson,
+    EventJson,
+    delivery_task_json,
+    event_json,
+    webhook_delivery_avro,
+)
 from schemas.webhook import Webhook
 
 
@@ -161,8 +167,16 @@ class AvroCodec(Generic[M]):
     Thread-safe: the caches only ever gain entries.
     """
 
-    def __init__(self, client: SchemaRegistryClient, model: type[M], schema_name: str) -> None:
+    def __init__(
+        self,
+        client: SchemaRegistryClient,
+        model: type[M],
+        schema_name: str,
+        body_writer: Callable[[M], bytes] | None = None,
+    ) -> None:
         self._client = client
+        # Writes the Avro body of a model directly (hot records); fastavro otherwise.
+        self._body_writer = body_writer
         self._model = model
         self._schema_text = schema_str(schema_name)
         self._reader_dict = schema_dict(schema_name)
@@ -195,6 +209,8 @@ class AvroCodec(Generic[M]):
 
     def encode(self, obj: M, topic: str) -> bytes:
         """``obj`` as wire-format bytes for ``topic``'s value subject."""
+        if self._body_writer is not None:
+            return self._header(topic) + self._body_writer(obj)
         buffer = io.BytesIO()
         buffer.write(self._header(topic))
         fastavro.schemaless_writer(buffer, self._reader, obj.to_avro())
@@ -275,7 +291,7 @@ class Serde:
         self.webhooks: AvroCodec[Webhook] = AvroCodec(client, Webhook, "Webhook")
         self.tasks: AvroCodec[DeliveryTask] = AvroCodec(client, DeliveryTask, "DeliveryTask")
         self.deliveries: AvroCodec[WebhookDelivery] = AvroCodec(
-            client, WebhookDelivery, "WebhookDelivery"
+            client, WebhookDelivery, "WebhookDelivery", webhook_delivery_body
         )
 
     def event_json(self, data: bytes | None, topic: str) -> EventJson:
@@ -306,6 +322,24 @@ class Serde:
             to_epoch_micros(task.created_at),
             len(data or b""),
         )
+
+
+def webhook_delivery_body(record: WebhookDelivery) -> bytes:
+    """The Avro body of an attempt record, written directly (one per delivery attempt)."""
+    return webhook_delivery_avro(
+        record.id,
+        record.webhook_id,
+        record.event_id,
+        record.tenant_id,
+        str(record.status),
+        record.status_code,
+        record.attempts,
+        None if record.next_retry is None else to_epoch_micros(record.next_retry),
+        record.error,
+        record.duration_ms,
+        to_epoch_micros(record.created_at),
+        to_epoch_micros(record.updated_at),
+    )
 
 
 def _event_json_of(event: Event, end: int) -> EventJson:

@@ -14,6 +14,7 @@ import io
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
@@ -25,10 +26,10 @@ from hypothesis import strategies as st
 from schemas import gojson, ids, transcode
 from schemas.avro import schema_dict
 from schemas.catalog import EventType
-from schemas.delivery import DeliveryTask
+from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.ids import new_id
-from schemas.serde import DecodeError, Serde, flat_record_reader
+from schemas.serde import DecodeError, Serde, flat_record_reader, webhook_delivery_body
 from schemas.timestamps import from_epoch_micros
 
 EVENT_SCHEMA = fastavro.parse_schema(schema_dict("Event"))
@@ -415,3 +416,52 @@ def test_serde_gives_the_same_task_and_event_json_whichever_path(payload: dict[s
     assert serde.event_json(event_data, "t.events.health").json == event.to_json().encode()
     with pytest.raises(DecodeError):
         serde.task_json(data[:-3], "t.deliveries")
+
+
+# -- attempt records ------------------------------------------------------------------------------
+
+DELIVERY_SCHEMA = fastavro.parse_schema(schema_dict("WebhookDelivery"))
+aware_times = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=400)
+@given(
+    st.builds(
+        WebhookDelivery,
+        id=st.text(),
+        webhook_id=st.text(),
+        event_id=st.text(),
+        tenant_id=st.text(),
+        status=st.sampled_from(DeliveryStatus),
+        attempts=st.integers(-(2**31), 2**31 - 1),
+        status_code=st.integers(-(2**31), 2**31 - 1),
+        next_retry=st.none() | aware_times,
+        error=st.none() | st.text(),
+        duration_ms=st.floats(allow_nan=False) | st.integers(0, 10**6),
+        created_at=aware_times,
+        updated_at=aware_times,
+    )
+)
+def test_attempt_records_are_written_as_fastavro_writes_them(record: WebhookDelivery) -> None:
+    expected = io.BytesIO()
+    fastavro.schemaless_writer(expected, DELIVERY_SCHEMA, record.to_avro())
+    assert webhook_delivery_body(record) == expected.getvalue()
+    decoded = fastavro.schemaless_reader(io.BytesIO(expected.getvalue()), DELIVERY_SCHEMA)
+    assert isinstance(decoded, dict)
+    assert WebhookDelivery.from_avro(decoded) == record
+
+
+def test_attempt_record_numbers_out_of_their_avro_range_are_refused() -> None:
+    record = WebhookDelivery(
+        id="d",
+        webhook_id="w",
+        event_id="e",
+        tenant_id="t",
+        status=DeliveryStatus.DELIVERED,
+        attempts=2**31,
+        status_code=200,
+    )
+    with pytest.raises(OverflowError, match="int"):
+        webhook_delivery_body(record)

@@ -15,8 +15,11 @@ def test_thresholds_and_freeze_are_restored_when_the_last_worker_stops() -> None
         assert gc.get_threshold()[1:] == before[1:]
         frozen = gc.get_freeze_count()
         assert frozen > 0  # the start-up heap is left out of collections
-        with steady_state_gc():  # a second worker in the same process changes nothing
-            assert gc.get_freeze_count() == frozen
+        created_meanwhile = [[n] for n in range(1000)]
+        with steady_state_gc():  # a second worker in the same process freezes nothing more
+            # (frozen objects that die leave the count: it may only go down)
+            assert gc.get_freeze_count() <= frozen
+        assert created_meanwhile
         assert gc.get_threshold()[0] == max(YOUNG_THRESHOLD, before[0])  # one still runs
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0

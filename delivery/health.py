@@ -54,11 +54,11 @@ class CircuitBreakers:
         return True
 
     def record(self, key: str, success: bool, now: float) -> None:
+        if success:
+            self._breakers.pop(key, None)  # closed again (or never opened): forget it
+            return
         breaker = self._breakers.setdefault(key, _Breaker())
         breaker.trial_in_flight = False
-        if success:
-            self._breakers.pop(key, None)
-            return
         breaker.failures += 1
         if breaker.opened_at is not None or breaker.failures >= self.threshold:
             breaker.opened_at = now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from typing import Any
 
 
 class PartitionProgress:
@@ -56,12 +57,25 @@ class Outputs:
     ``done`` runs once, when the last output is acknowledged; after a failed output it never runs.
     """
 
-    __slots__ = ("_done", "_remaining", "failed")
+    __slots__ = ("_done", "_refused", "_remaining", "failed")
 
-    def __init__(self, done: Callable[[], None]) -> None:
+    def __init__(
+        self, done: Callable[[], None], refused: Callable[[Any, Any], None] | None = None
+    ) -> None:
         self._done = done
+        self._refused = refused
         self._remaining = 1
         self.failed = False
+
+    def __call__(self, error: Any, record: Any) -> None:
+        """The delivery report of one output, in the Kafka producer's ``on_delivery`` form:
+        acknowledged when ``error`` is None, else refused (``refused`` hears of it)."""
+        if error is None:
+            self._release()
+            return
+        self.failed = True
+        if self._refused is not None:
+            self._refused(error, record)
 
     def add(self) -> None:
         """One more output is on its way."""

@@ -48,7 +48,7 @@ class RetryState:
         return [(name, value.encode()) for name, value in values]
 
 
-_FRESH = RetryState()
+FRESH = RetryState()  # a task no attempt was made for yet
 
 
 def parse_retry_state(headers: Sequence[tuple[str, bytes | None]] | None) -> RetryState:
@@ -59,7 +59,7 @@ def parse_retry_state(headers: Sequence[tuple[str, bytes | None]] | None) -> Ret
         if name.startswith(PREFIX)
     }
     if not values:
-        return _FRESH  # a first attempt, the common case
+        return FRESH  # a first attempt, the common case
 
     def number(name: str, default: int) -> int:
         try:

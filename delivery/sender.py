@@ -6,7 +6,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 from yarl import URL
@@ -20,8 +20,7 @@ _ERROR_EXCERPT = 200
 _VETTED_CACHE = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
+class AttemptResult(NamedTuple):
     """What one attempt got: the HTTP status (0 without a response), the verdict, its time."""
 
     status: int
@@ -69,6 +68,12 @@ class Sender:
             ),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # one tenant's cookies must not reach another
+            headers={
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+                # Bodies are read raw (an error excerpt at most): ask for them uncompressed.
+                "accept-encoding": "identity",
+            },
         )
         return self
 
@@ -85,10 +90,10 @@ class Sender:
             async with self._session.post(
                 target,
                 data=body,
-                headers={"content-type": "application/json", "user-agent": USER_AGENT, **headers},
+                headers=headers,
                 allow_redirects=False,
             ) as response:
-                excerpt = await self._read_capped(response)
+                received = await self._read_capped(response)
                 status = response.status
                 if 200 <= status < 300:
                     outcome = _delivered(status)  # the common case: no header to look at
@@ -98,6 +103,7 @@ class Sender:
                         response.headers.get("Retry-After"),
                         self._settings.delivery_retry_after_cap,
                     )
+                    excerpt = received[:_ERROR_EXCERPT].decode(errors="replace").strip()
                     if outcome.verdict is not Verdict.DELIVERED and excerpt:
                         outcome = Outcome(
                             outcome.verdict, f"{outcome.reason}: {excerpt}", outcome.retry_after
@@ -132,7 +138,7 @@ class Sender:
             raise BlockedAddressError(str(vetted))
         return vetted
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> str:
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytearray:
         # Read at most the cap so a huge or endless body cannot hold memory or the slot.
         cap = self._settings.delivery_max_response_bytes
         received = bytearray()
@@ -145,4 +151,4 @@ class Sender:
             received.extend(chunk)
             if content.at_eof():
                 break  # saves a read call on the usual one-chunk body
-        return received[:_ERROR_EXCERPT].decode(errors="replace").strip()
+        return received

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from cpevents.kafka.clients import consumer_config
 from cpevents.kafka.view import CompactedTopicView
 from cpevents.settings import Settings
+from delivery.keyring import Keyring
 from schemas.secrets import SecretBox
 from schemas.serde import Serde
 from schemas.webhook import Webhook
@@ -33,13 +34,12 @@ class WebhookDirectory:
     def __init__(self, settings: Settings, serde: Serde) -> None:
         if settings.secret_key is None:
             raise ValueError("secret_key: CPEVENTS_SECRET_KEY is required to sign deliveries")
-        self._box = SecretBox(settings.secret_key.get_secret_value())
         self._topic = settings.topics.webhooks
         self._serde = serde
         self._settings = settings
         self._view = self._new_view()
         self._watermarks = Consumer(consumer_config(settings, f"watermarks-{uuid.uuid4().hex}"))
-        self._plain: dict[str, str] = {}
+        self._keyring = Keyring(SecretBox(settings.secret_key.get_secret_value()))
         # This worker's own writes (a disable), in force until the view has read them or newer.
         self._local: dict[str, Webhook] = {}
         self._last_sync = 0.0
@@ -109,13 +109,7 @@ class WebhookDirectory:
             if high > 0:
                 self._view.wait_for(partition, high - 1, timeout)
 
-    def secrets(self, webhook: Webhook) -> list[str]:
-        """The plaintext of the webhook's active secrets (ValueError if one cannot be read)."""
-        plain = []
-        for secret in webhook.active_secrets():
-            text = self._plain.get(secret.ciphertext)
-            if text is None:
-                text = self._box.decrypt(secret.ciphertext)
-                self._plain[secret.ciphertext] = text
-            plain.append(text)
-        return plain
+    def secrets(self, webhook: Webhook, now: float | None = None) -> tuple[str, ...]:
+        """The plaintext of the webhook's secrets active at ``now`` (epoch seconds, default the
+        current time); ValueError if one cannot be read."""
+        return self._keyring.active(webhook, time.time() if now is None else now)

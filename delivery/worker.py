@@ -21,8 +21,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -34,14 +33,13 @@ from delivery.health import CircuitBreakers, FailureWindows
 from delivery.offsets import Outputs, PartitionProgress
 from delivery.outcome import Outcome, Verdict
 from delivery.registry import register_schemas
-from delivery.retry_headers import RetryState, parse_retry_state, without_retry_headers
+from delivery.retry_headers import FRESH, RetryState, parse_retry_state, without_retry_headers
 from delivery.schedule import RetryLadder
 from delivery.sender import AttemptResult, Sender, endpoint_key
 from delivery.signing import signature_headers
 from delivery.webhooks import WebhookDirectory
-from schemas.delivery import DeliveryStatus, WebhookDelivery
+from schemas.delivery import DeliveryStatus
 from schemas.serde import DecodeError, Serde
-from schemas.timestamps import from_epoch_micros, utc_now
 from schemas.transcode import DeliveryTaskJson
 from schemas.webhook import Webhook
 
@@ -63,8 +61,7 @@ PartitionKey = tuple[str, int]
 Headers = Sequence[tuple[str, str | bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+class Output(NamedTuple):
     """A record an attempt leaves behind: an attempt record, a retry, a dead letter."""
 
     topic: str
@@ -84,7 +81,7 @@ class _Job:
     offset: int
     task: DeliveryTaskJson | None = None
     webhook: Webhook | None = None
-    secrets: list[str] | None = None
+    secrets: tuple[str, ...] | None = None
 
 
 class _Lane:
@@ -320,7 +317,8 @@ class DeliveryWorker:
             if progress is None or key in self._held:
                 return  # revoked, or behind a held head (re-read after the seek)
             tier = self._tier_of[topic]
-            state = parse_retry_state(message_headers(message))
+            # A first attempt has no headers: nothing to parse (the common case).
+            state = parse_retry_state(message_headers(message)) if message.headers() else FRESH
             due = state.not_before_ms / 1000
             if tier >= 0 and due > self._clock():
                 # Not due: pause the partition and rewind to this record; it is read again
@@ -408,7 +406,8 @@ class DeliveryWorker:
             if webhook is None or not webhook.active:
                 why = "webhook deleted" if webhook is None else "webhook inactive"
                 log.info("dropping delivery %s: %s", task.id, why)
-                record = self._record(task, DeliveryStatus.DISABLED, job.state.attempts, error=why)
+                attempts = job.state.attempts
+                record = self._record(task, DeliveryStatus.DISABLED, attempts, error=why)
                 self._complete(job, [record])
                 return
             self._dispatch(job, task, webhook)
@@ -420,7 +419,7 @@ class DeliveryWorker:
     def _dispatch(self, job: _Job, task: DeliveryTaskJson, webhook: Webhook) -> None:
         attempt = job.state.attempts + 1
         try:
-            secrets = self._directory.secrets(webhook)
+            secrets = self._directory.secrets(webhook, self._clock())
         except ValueError as exc:
             result = _no_response(Verdict.DEAD_LETTER, str(exc))
             self._complete(job, self._finish(job.message, task, attempt, result))
@@ -445,12 +444,33 @@ class DeliveryWorker:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_lane(self, endpoint: str, lane: _Lane) -> None:
-        """Post the lane's jobs one after another until it is empty."""
+        """Post the lane's jobs one after another until it is empty.
+
+        The attempt is inline (not a coroutine of its own): every await of the HTTP call
+        resumes through each coroutine frame above it, once per request and phase.
+        """
+        post, breakers, jobs = self._sender.post, self._breakers, lane.jobs
         try:
-            while lane.jobs:
-                job = lane.jobs.popleft()
+            while jobs:
+                job = jobs.popleft()
+                task, webhook, secrets = job.task, job.webhook, job.secrets
                 try:
-                    await self._deliver(endpoint, job)
+                    assert task is not None and webhook is not None and secrets is not None
+                    now = self._clock()
+                    if breakers.allow(endpoint, now):
+                        # Signed now: webhook-timestamp is the attempt's time, however long
+                        # the job waited in the lane.
+                        body = task.event.json
+                        headers = signature_headers(task.event.id, int(now), body, secrets)
+                        result = await post(webhook.url, body, headers)
+                        failed = result.outcome.verdict is Verdict.RETRY
+                        breakers.record(endpoint, success=not failed, now=self._clock())
+                    else:
+                        result = _no_response(Verdict.RETRY, "circuit open: endpoint keeps failing")
+                    # The outputs are written in one pass for every attempt finished meanwhile:
+                    # interleaving that work with the HTTP calls costs far more CPU (caches)
+                    # than doing it in a batch.
+                    self._attempted.append((job, result))
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:
@@ -460,33 +480,19 @@ class DeliveryWorker:
             if not lane.runners and not lane.jobs and self._lanes.get(endpoint) is lane:
                 del self._lanes[endpoint]
 
-    async def _deliver(self, endpoint: str, job: _Job) -> None:
-        task, webhook, secrets = job.task, job.webhook, job.secrets
-        assert task is not None and webhook is not None and secrets is not None
-        now = self._clock()
-        if self._breakers.allow(endpoint, now):
-            # Signed now: webhook-timestamp is the attempt's time, however long the lane was.
-            body = task.event.json
-            headers = signature_headers(task.event.id, int(now), body, secrets)
-            result = await self._sender.post(webhook.url, body, headers)
-            failed = result.outcome.verdict is Verdict.RETRY
-            self._breakers.record(endpoint, success=not failed, now=self._clock())
-        else:
-            result = _no_response(Verdict.RETRY, "circuit open: endpoint keeps failing")
-        # The outputs are written in one pass for every attempt finished meanwhile: interleaving
-        # that work with the HTTP calls costs far more CPU (caches) than doing it in a batch.
-        self._attempted.append((job, result))
-
     def _write_finished(self) -> None:
         """Produce the outputs of every attempt finished since the last pass."""
+        if not self._attempted:
+            return
         attempted, self._attempted = self._attempted, []
+        now = self._clock()  # one pass takes well under a millisecond
         for job, result in attempted:
             task, webhook = job.task, job.webhook
             assert task is not None and webhook is not None
             try:
                 attempt = job.state.attempts + 1
                 outputs = self._finish(
-                    job.message, task, attempt, result, job.tier, job.state, webhook
+                    job.message, task, attempt, result, job.tier, job.state, webhook, now
                 )
                 self._complete(job, outputs)
             except Exception as exc:  # Kafka refused a record, or a bug
@@ -494,7 +500,9 @@ class DeliveryWorker:
 
     def _complete(self, job: _Job, outputs: list[Output]) -> None:
         """Produce the task's outputs; its offset finishes once Kafka acknowledged them all."""
-        tracker = Outputs(functools.partial(self._finished, job.progress, job.offset))
+        tracker = Outputs(
+            functools.partial(self._finished, job.progress, job.offset), self._on_refused
+        )
         try:
             for output in outputs:
                 self._produce(output, tracker)
@@ -526,52 +534,53 @@ class DeliveryWorker:
         tier: int = -1,
         state: RetryState | None = None,
         webhook: Webhook | None = None,
+        now: float | None = None,
     ) -> list[Output]:
         """What an attempt leaves behind: its record, and a retry, a dead letter or a disable."""
+        now = self._clock() if now is None else now
         outcome = result.outcome
         verdict = outcome.verdict
+        if verdict is Verdict.DELIVERED:
+            if webhook is not None:
+                self._failing.record(webhook.id, success=True, now=now)
+            status, code, took = DeliveryStatus.DELIVERED, result.status, result.duration_ms
+            return [self._record(task, status, attempt, code, duration_ms=took, now=now)]
         outputs: list[Output] = []
-        status = DeliveryStatus.DELIVERED
-        next_retry: datetime | None = None
-        error: str | None = None if verdict is Verdict.DELIVERED else outcome.reason
+        status = DeliveryStatus.DEAD_LETTERED
+        next_retry: int | None = None  # epoch microseconds
+        error = outcome.reason
         extra = {"attempts": str(attempt), "last-status": str(result.status)}
-        if webhook is not None and verdict is not Verdict.DELIVERED:
-            if self._failing.record(webhook.id, success=False, now=self._clock()):
-                log.warning(
-                    "disabling webhook %s (tenant %s): failing for %ss without a success",
-                    webhook.id,
-                    webhook.tenant_id,
-                    self._settings.delivery_disable_after,
-                )
-                outputs.append(self._disable(webhook))
-        elif webhook is not None:
-            self._failing.record(webhook.id, success=True, now=self._clock())
+        if webhook is not None and self._failing.record(webhook.id, success=False, now=now):
+            log.warning(
+                "disabling webhook %s (tenant %s): failing for %ss without a success",
+                webhook.id,
+                webhook.tenant_id,
+                self._settings.delivery_disable_after,
+            )
+            outputs.append(self._disable(webhook))
         if verdict is Verdict.RETRY:
-            step = self._ladder.next_step(tier, self._clock(), outcome.retry_after)
+            step = self._ladder.next_step(tier, now, outcome.retry_after)
             if step is None:
-                status = DeliveryStatus.DEAD_LETTERED
                 error = f"retries exhausted after {attempt} attempts: {outcome.reason}"
-                outputs.append(self._dead_letter(message, error, extra, task))
+                outputs.append(self._dead_letter(message, error, extra, task, now))
             else:
                 status = DeliveryStatus.RETRYING
-                next_retry = datetime.fromtimestamp(step.not_before, UTC)
+                next_retry = int(step.not_before * 1_000_000)
                 outputs.append(
                     self._schedule(message, attempt, step.tier, step.not_before, result, state)
                 )
         elif verdict is Verdict.DEAD_LETTER:
-            status = DeliveryStatus.DEAD_LETTERED
-            outputs.append(self._dead_letter(message, outcome.reason, extra, task))
+            outputs.append(self._dead_letter(message, outcome.reason, extra, task, now))
         elif verdict is Verdict.GONE:
             status = DeliveryStatus.DISABLED
             if webhook is not None:
                 log.warning("disabling webhook %s: endpoint answered 410 Gone", webhook.id)
                 outputs.append(self._disable(webhook))
-            outputs.append(
-                self._dead_letter(message, f"{outcome.reason}; webhook disabled", extra, task)
-            )
+            why = f"{outcome.reason}; webhook disabled"
+            outputs.append(self._dead_letter(message, why, extra, task, now))
         outputs.append(
             self._record(
-                task, status, attempt, result.status, error, next_retry, result.duration_ms
+                task, status, attempt, result.status, error, next_retry, result.duration_ms, now
             )
         )
         return outputs
@@ -610,6 +619,7 @@ class DeliveryWorker:
         reason: str,
         extra: dict[str, str],
         task: DeliveryTaskJson | None = None,
+        now: float | None = None,
     ) -> Output:
         if task is not None:
             extra = {
@@ -619,7 +629,8 @@ class DeliveryWorker:
                 "tenant-id": task.tenant_id,
                 "event-id": task.event.id,
             }
-        headers = dead_letter_headers(message, reason, SOURCE, int(self._clock() * 1000), extra)
+        now = self._clock() if now is None else now
+        headers = dead_letter_headers(message, reason, SOURCE, int(now * 1000), extra)
         log.info(
             "dead-lettering %s[%s]@%s: %s",
             message.topic(),
@@ -644,53 +655,50 @@ class DeliveryWorker:
         attempts: int,
         status_code: int = 0,
         error: str | None = None,
-        next_retry: datetime | None = None,
+        next_retry_micros: int | None = None,
         duration_ms: float = 0.0,
+        now: float | None = None,
     ) -> Output:
-        record = WebhookDelivery(
-            id=task.id,
-            webhook_id=task.webhook_id,
-            event_id=task.event.id,
-            tenant_id=task.tenant_id,
-            status=status,
-            attempts=attempts,
-            status_code=status_code,
-            next_retry=next_retry,
-            error=error,
-            duration_ms=duration_ms,
-            created_at=from_epoch_micros(task.created_at_micros),
-            updated_at=utc_now(),
-        )
+        """The attempt record (``WebhookDelivery``) of ``task``, updated at ``now``."""
+        now = self._clock() if now is None else now
         topic = self._topics.webhook_deliveries
-        return Output(topic, task.id.encode(), self._serde.deliveries.encode(record, topic))
+        value = self._serde.attempt_record(
+            topic,
+            task,
+            status,
+            attempts,
+            status_code,
+            error,
+            next_retry_micros,
+            duration_ms,
+            int(now * 1_000_000),
+        )
+        return Output(topic, task.id.encode(), value)
 
     def _produce(self, output: Output, outputs: Outputs) -> None:
         """Produce ``output``; ``outputs`` hears of its acknowledgement (on the loop thread)."""
-        topic = output.topic
-
-        def settle(error: KafkaError | None, _message: Message) -> None:
-            if error is None:
-                outputs.acked()
-                return
-            outputs.fail()
-            if self._failure is None:
-                log.error("delivery worker stopping: %s refused a record: %s", topic, error.str())
-                self._failure = KafkaException(f"{topic}: {error.str()}")
-
+        headers = output.headers
         outputs.add()
         while True:
             try:
                 self._producer.produce(
-                    topic,
+                    output.topic,
                     key=output.key,
                     value=output.value,
-                    headers=list(output.headers) or None,
-                    on_delivery=settle,
+                    headers=list(headers) if headers else None,
+                    on_delivery=outputs,
                 )
                 return
             except BufferError:
                 # The local queue is full: serve acknowledgements until there is room.
                 self._producer.poll(0.01)
+
+    def _on_refused(self, error: KafkaError, record: Message) -> None:
+        """Kafka refused one of our outputs: the task stays unfinished; stop the worker."""
+        if self._failure is None:
+            topic = record.topic()
+            log.error("delivery worker stopping: %s refused a record: %s", topic, error.str())
+            self._failure = KafkaException(f"{topic}: {error.str()}")
 
 
 def _no_response(verdict: Verdict, reason: str) -> AttemptResult:

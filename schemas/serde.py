@@ -22,7 +22,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas.avro import schema_dict, schema_str
-from schemas.delivery import DeliveryTask, WebhookDelivery
+from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.timestamps import to_epoch_micros
 from schemas.transcode import (
@@ -207,6 +207,10 @@ class AvroCodec(Generic[M]):
             self._headers[topic] = header
         return header
 
+    def frame(self, body: bytes, topic: str) -> bytes:
+        """An Avro body already written with our schema, as wire-format bytes for ``topic``."""
+        return self._header(topic) + body
+
     def encode(self, obj: M, topic: str) -> bytes:
         """``obj`` as wire-format bytes for ``topic``'s value subject."""
         if self._body_writer is not None:
@@ -293,6 +297,37 @@ class Serde:
         self.deliveries: AvroCodec[WebhookDelivery] = AvroCodec(
             client, WebhookDelivery, "WebhookDelivery", webhook_delivery_body
         )
+
+    def attempt_record(
+        self,
+        topic: str,
+        task: DeliveryTaskJson,
+        status: DeliveryStatus,
+        attempts: int,
+        status_code: int,
+        error: str | None,
+        next_retry_micros: int | None,
+        duration_ms: float,
+        updated_at_micros: int,
+    ) -> bytes:
+        """The attempt record (a ``WebhookDelivery``) of ``task`` as wire-format bytes, written
+        from its fields: what ``deliveries.encode`` gives for the same values, without building
+        the model and its datetimes (the delivery worker writes one per attempt)."""
+        body = webhook_delivery_avro(
+            task.id,
+            task.webhook_id,
+            task.event.id,
+            task.tenant_id,
+            status,  # a StrEnum: its text is its value
+            status_code,
+            attempts,
+            next_retry_micros,
+            error,
+            duration_ms,
+            task.created_at_micros,
+            updated_at_micros,
+        )
+        return self.deliveries.frame(body, topic)
 
     def event_json(self, data: bytes | None, topic: str) -> EventJson:
         """The Event record in ``data`` in Ctrl Plane's JSON form (what ``events.decode(data)

@@ -13,6 +13,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from cpevents.kafka.deadletter import message_headers, parse_dead_letter
 from cpevents.settings import Settings
 from delivery.retry_headers import parse_retry_state
+from delivery.sender import USER_AGENT
 from delivery.worker import DeliveryWorker
 from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
 from tests.fixtures_delivery import (
@@ -89,6 +90,9 @@ def verify(harness: Harness, receiver: Receiver, path: str, task: DeliveryTask) 
     for request in receiver.at(path):
         assert request.headers["webhook-id"] == task.event.id
         assert request.headers["Content-Type"] == "application/json"
+        assert request.headers["User-Agent"] == USER_AGENT
+        # Error bodies are read raw for the attempt log: they must not come compressed.
+        assert request.headers["Accept-Encoding"] == "identity"
         assert request.body == task.event.to_json().encode()
         Verifier(secret).verify(request.body, request.headers)
 

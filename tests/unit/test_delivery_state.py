@@ -124,3 +124,24 @@ def test_outputs_with_a_refused_record_never_finish() -> None:
     outputs.acked()
     assert done == []
     assert outputs.failed
+
+
+def test_outputs_take_the_producers_delivery_reports() -> None:
+    done: list[str] = []
+    refused: list[tuple[object, object]] = []
+    outputs = Outputs(
+        lambda: done.append("done"), lambda error, record: refused.append((error, record))
+    )
+    outputs.add()
+    outputs.add()
+    outputs.seal()
+    outputs(None, "first")  # acknowledged
+    assert done == []
+    outputs("broker down", "second")  # refused: reported, and the task never finishes
+    assert refused == [("broker down", "second")]
+    assert outputs.failed and done == []
+    finishing = Outputs(lambda: done.append("done"))
+    finishing.add()
+    finishing.seal()
+    finishing(None, "only")
+    assert done == ["done"]

@@ -30,7 +30,7 @@ from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.ids import new_id
 from schemas.serde import DecodeError, Serde, flat_record_reader, webhook_delivery_body
-from schemas.timestamps import from_epoch_micros
+from schemas.timestamps import from_epoch_micros, to_epoch_micros
 
 EVENT_SCHEMA = fastavro.parse_schema(schema_dict("Event"))
 FULL_READER = flat_record_reader(schema_dict("Event"))
@@ -465,3 +465,58 @@ def test_attempt_record_numbers_out_of_their_avro_range_are_refused() -> None:
     )
     with pytest.raises(OverflowError, match="int"):
         webhook_delivery_body(record)
+
+
+ATTEMPT_SERDE = Serde(f"mock://{uuid.uuid4().hex}")
+
+
+@settings(max_examples=200)
+@given(
+    status=st.sampled_from(DeliveryStatus),
+    attempts=st.integers(0, 2**31 - 1),
+    status_code=st.integers(0, 599),
+    error=st.none() | st.text(),
+    next_retry=st.none() | aware_times,
+    duration_ms=st.floats(0, 1e9),
+    updated_at=aware_times,
+)
+def test_attempt_records_from_fields_are_the_models_records(
+    status: DeliveryStatus,
+    attempts: int,
+    status_code: int,
+    error: str | None,
+    next_retry: datetime | None,
+    duration_ms: float,
+    updated_at: datetime,
+) -> None:
+    serde, topic = ATTEMPT_SERDE, "t.webhook-deliveries"
+    event = Event.new(EventType.HEALTH_DEGRADED, "ten_a")
+    task = DeliveryTask.for_event(event, new_id("hook"), "https://hooks.example/x")
+    task_json = serde.task_json(serde.tasks.encode(task, "t.deliveries"), "t.deliveries")
+    model = WebhookDelivery(
+        id=task.id,
+        webhook_id=task.webhook_id,
+        event_id=event.id,
+        tenant_id=task.tenant_id,
+        status=status,
+        attempts=attempts,
+        status_code=status_code,
+        next_retry=next_retry,
+        error=error,
+        duration_ms=duration_ms,
+        created_at=task.created_at,
+        updated_at=updated_at,
+    )
+    written = serde.attempt_record(
+        topic,
+        task_json,
+        status,
+        attempts,
+        status_code,
+        error,
+        None if next_retry is None else to_epoch_micros(next_retry),
+        duration_ms,
+        to_epoch_micros(updated_at),
+    )
+    assert written == serde.deliveries.encode(model, topic)
+    assert serde.deliveries.decode(written, topic) == model

@@ -12,12 +12,16 @@ import aiohttp
 from yarl import URL
 
 from cpevents.settings import Settings
+from delivery.deadlines import Deadlines
 from delivery.outcome import Outcome, Verdict, classify_error, classify_status
 from delivery.ssrf import BlockedAddressError, GuardedResolver, check_url, parse_networks
 
 USER_AGENT = "cpevents-delivery/0.1 (Standard Webhooks)"
 _ERROR_EXCERPT = 200
 _VETTED_CACHE = 10_000
+# How often the attempts in flight are checked against the total timeout (seconds; at most a
+# tenth of the timeout).
+_SWEEP_INTERVAL = 0.1
 
 
 class AttemptResult(NamedTuple):
@@ -48,6 +52,8 @@ class Sender:
         self._settings = settings
         self._allowed = parse_networks(settings.delivery_allowed_networks)
         self._session: aiohttp.ClientSession | None = None
+        self._deadlines = Deadlines(settings.delivery_timeout)
+        self._enforcer: asyncio.Task[None] | None = None
         # url -> the parsed URL, or why the guard refuses it: a webhook's URL is checked once.
         self._vetted: dict[str, URL | BlockedAddressError] = {}
 
@@ -62,9 +68,10 @@ class Sender:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # The total limit is kept by ``_deadlines`` (one sweep for every attempt in flight,
+            # not a timer per request); aiohttp keeps the connect limit.
             timeout=aiohttp.ClientTimeout(
-                total=self._settings.delivery_timeout,
-                sock_connect=self._settings.delivery_connect_timeout,
+                total=None, sock_connect=self._settings.delivery_connect_timeout
             ),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # one tenant's cookies must not reach another
@@ -75,9 +82,13 @@ class Sender:
                 "accept-encoding": "identity",
             },
         )
+        interval = min(_SWEEP_INTERVAL, self._settings.delivery_timeout / 10)
+        self._enforcer = asyncio.create_task(self._deadlines.enforce(interval))
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        if self._enforcer is not None:
+            self._enforcer.cancel()
         if self._session is not None:
             await self._session.close()
 
@@ -85,13 +96,13 @@ class Sender:
         """POST ``body``; never raises for the endpoint's behaviour, only reports it."""
         assert self._session is not None, "use Sender as an async context manager"
         started = time.perf_counter()
+        attempt = asyncio.current_task()
+        assert attempt is not None, "post runs in a task"
+        self._deadlines.start(attempt)
         try:
             target = self._vet(url)
             async with self._session.post(
-                target,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
+                target, data=body, headers=headers, allow_redirects=False
             ) as response:
                 received = await self._read_capped(response)
                 status = response.status
@@ -108,18 +119,25 @@ class Sender:
                         outcome = Outcome(
                             outcome.verdict, f"{outcome.reason}: {excerpt}", outcome.retry_after
                         )
+        except asyncio.CancelledError:
+            if not self._deadlines.cut(attempt):
+                raise
+            outcome, status = self._timed_out(), 0
         except BlockedAddressError as exc:
             outcome = Outcome(Verdict.DEAD_LETTER, f"refused by the SSRF guard: {exc}")
             status = 0
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-                outcome = Outcome(
-                    Verdict.RETRY, f"timeout after {self._settings.delivery_timeout}s"
-                )
+                outcome = self._timed_out()
             else:
                 outcome = classify_error(exc)
             status = 0
+        finally:
+            self._deadlines.finish(attempt)
         return AttemptResult(status, outcome, (time.perf_counter() - started) * 1000)
+
+    def _timed_out(self) -> Outcome:
+        return Outcome(Verdict.RETRY, f"timeout after {self._settings.delivery_timeout}s")
 
     def _vet(self, url: str) -> URL:
         """``url`` parsed, once it passed the SSRF guard's static check (names are vetted at

@@ -183,6 +183,25 @@ async def test_410_disables_the_webhook(harness: Harness, receiver: Receiver) ->
     assert len(receiver.at("/gone")) == 1
 
 
+async def test_an_attempt_past_the_total_timeout_is_cut_and_retried(
+    harness: Harness, receiver: Receiver
+) -> None:
+    webhook = harness.feed.webhook(receiver.script("/slow", ["hang"], default=200))
+    [task] = harness.feed.tasks(webhook)
+    await eventually(lambda: harness.status(task) is DeliveryStatus.DELIVERED, what="delivered")
+    assert len(receiver.at("/slow")) == 2
+    first, second = harness.log(task)
+    limit = harness.settings.delivery_timeout
+    assert (first.status, first.status_code, first.error) == (
+        DeliveryStatus.RETRYING,
+        0,
+        f"timeout after {limit}s",
+    )
+    # Cut by the sweep: no sooner than the limit, and at most a sweep (plus scheduling) later.
+    assert limit * 1000 <= first.duration_ms < (limit + 1) * 1000
+    assert (second.status, second.attempts) == (DeliveryStatus.DELIVERED, 2)
+
+
 async def test_hanging_endpoint_does_not_hold_up_a_healthy_one(
     harness: Harness, receiver: Receiver
 ) -> None:

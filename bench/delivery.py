@@ -164,10 +164,14 @@ async def ceiling(
     client.start()
     loop = asyncio.get_running_loop()
     # The client's interpreter start-up stays out of the phase's figures.
-    await loop.run_in_executor(None, ready.wait)
+    if not await loop.run_in_executor(None, ready.wait, 60):
+        client.kill()
+        raise RuntimeError("the ceiling's process did not start")
     async with measured(session, base, phase):
         go.set()
         await loop.run_in_executor(None, client.join)
+    if client.exitcode != 0:
+        raise RuntimeError(f"the ceiling's process failed (exit code {client.exitcode})")
     phase.cpu = phase.loop_cpu = cpu.value  # the bare client is all event loop
     stats = await receiver_stats(session, base, path)
     count, first, last = float(stats["count"]), float(stats["first"]), float(stats["last"])
@@ -384,6 +388,8 @@ def main() -> None:
         "--profile", metavar="FILE", help="cProfile the event loop while the worker delivers"
     )
     args = parser.parse_args()
+    if args.rounds < 1 or args.tasks < 1:
+        parser.error("--rounds and --tasks must be at least 1")
     with kafka_cluster(
         Settings(bootstrap_servers=os.environ.get("CPEVENTS_BOOTSTRAP_SERVERS"))
     ) as servers:

@@ -8,8 +8,11 @@ in flight every ``interval`` seconds. An attempt is cut at most one interval pas
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 
 class Deadlines:
@@ -64,7 +67,11 @@ class Deadlines:
         return len(late)
 
     async def enforce(self, interval: float) -> None:
-        """Sweep every ``interval`` seconds, until cancelled."""
+        """Sweep every ``interval`` seconds, until cancelled. Nothing else limits an attempt's
+        total time, so a failed sweep is logged and the next one goes ahead."""
         while True:
             await asyncio.sleep(interval)
-            self.sweep()
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("timeout sweep failed; sweeping again in %ss", interval)

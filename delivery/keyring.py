@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from schemas.secrets import SecretBox
 from schemas.webhook import Webhook
 
+# Webhooks whose answer is kept; past it the cache starts over (deleted webhooks leave it so).
+_KEPT = 100_000
+
 
 class Keyring:
     """Which secrets sign a webhook's attempts now, in plaintext.
@@ -33,6 +36,9 @@ class Keyring:
         secrets = webhook.active_secrets(datetime.fromtimestamp(now, UTC))
         answer = tuple(self._decrypt(secret.ciphertext) for secret in secrets)
         expiries = [s.expires_at.timestamp() for s in secrets if s.expires_at is not None]
+        if len(self._active) >= _KEPT:
+            self._active.clear()
+            self._plain.clear()
         self._active[webhook.id] = (webhook, min(expiries, default=math.inf), answer)
         return answer
 

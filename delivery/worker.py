@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -81,7 +81,7 @@ class _Job:
     offset: int
     task: DeliveryTaskJson | None = None
     webhook: Webhook | None = None
-    secrets: tuple[str, ...] | None = None
+    secrets: tuple[str, ...] | None = field(default=None, repr=False)  # plaintext: never shown
 
 
 class _Lane:
@@ -485,14 +485,13 @@ class DeliveryWorker:
         if not self._attempted:
             return
         attempted, self._attempted = self._attempted, []
-        now = self._clock()  # one pass takes well under a millisecond
         for job, result in attempted:
             task, webhook = job.task, job.webhook
             assert task is not None and webhook is not None
             try:
                 attempt = job.state.attempts + 1
                 outputs = self._finish(
-                    job.message, task, attempt, result, job.tier, job.state, webhook, now
+                    job.message, task, attempt, result, job.tier, job.state, webhook
                 )
                 self._complete(job, outputs)
             except Exception as exc:  # Kafka refused a record, or a bug
@@ -534,10 +533,9 @@ class DeliveryWorker:
         tier: int = -1,
         state: RetryState | None = None,
         webhook: Webhook | None = None,
-        now: float | None = None,
     ) -> list[Output]:
         """What an attempt leaves behind: its record, and a retry, a dead letter or a disable."""
-        now = self._clock() if now is None else now
+        now = self._clock()
         outcome = result.outcome
         verdict = outcome.verdict
         if verdict is Verdict.DELIVERED:
@@ -565,7 +563,7 @@ class DeliveryWorker:
                 outputs.append(self._dead_letter(message, error, extra, task, now))
             else:
                 status = DeliveryStatus.RETRYING
-                next_retry = int(step.not_before * 1_000_000)
+                next_retry = round(step.not_before * 1_000_000)
                 outputs.append(
                     self._schedule(message, attempt, step.tier, step.not_before, result, state)
                 )

@@ -109,7 +109,18 @@ def _java() -> str:
     return java
 
 
-def _kafka_cluster_id() -> str:
+def _kafka_cluster_id(log_dir: Path) -> str:
+    """The cluster id the storage in ``log_dir`` was formatted with, or a new one.
+
+    Formatting again with another id fails even with ``--ignore-formatted``, so a restart
+    of a stopped broker must give the id it already has.
+    """
+    meta = log_dir / "meta.properties"
+    if meta.exists():
+        for line in meta.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "cluster.id" and value.strip():
+                return value.strip()
     # Kafka's Uuid text form: URL-safe base64 of 16 random bytes without padding.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
@@ -232,7 +243,7 @@ class LocalBroker:
                 "--standalone",
                 "--ignore-formatted",
                 "-t",
-                _kafka_cluster_id(),
+                _kafka_cluster_id(self.data_dir / "logs"),
                 "-c",
                 str(config),
             ),

@@ -115,8 +115,19 @@ def test_kafka_start_status_stop_leaves_no_jvm(tmp_path: Path) -> None:
     try:
         status = cli("kafka", "status")
         assert status.returncode == 0 and "running" in status.stdout
+        created = cli("topics", "create")
+        assert created.returncode == 0, created.stdout + created.stderr
     finally:
         stopped = cli("kafka", "stop")
     assert "stopped" in stopped.stdout
     assert not Path(f"/proc/{pid}").exists()
     assert cli("kafka", "status").returncode == 1
+    # A stopped broker starts again on its own data (same cluster id, topics kept).
+    restarted = cli("kafka", "start")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    try:
+        again = cli("topics", "create")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "exists" in again.stdout and "created" not in again.stdout
+    finally:
+        assert "stopped" in cli("kafka", "stop").stdout

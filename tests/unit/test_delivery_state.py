@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cpevents.kafka.deadletter import REDRIVE_STRIPPED_PREFIXES, redrive_record
 from delivery.health import BreakerState, CircuitBreakers, FailureWindows
 from delivery.offsets import Outputs, PartitionProgress
-from delivery.retry_headers import RetryState, parse_retry_state, without_retry_headers
+from delivery.retry_headers import FRESH, RetryState, parse_retry_state, without_retry_headers
+from delivery.worker import _Job
 
 
 def test_commit_stays_below_the_lowest_unfinished() -> None:
@@ -145,3 +148,9 @@ def test_outputs_take_the_producers_delivery_reports() -> None:
     finishing.seal()
     finishing(None, "only")
     assert done == ["done"]
+
+
+def test_a_jobs_repr_never_shows_its_signing_secrets() -> None:
+    message: Any = None  # never read by repr
+    job = _Job(message, -1, FRESH, PartitionProgress(), 0, secrets=("whsec_c2VjcmV0",))
+    assert "whsec_" not in repr(job)

@@ -38,7 +38,9 @@ from delivery.schedule import RetryLadder
 from delivery.sender import AttemptResult, Sender, endpoint_key
 from delivery.signing import signature_headers
 from delivery.webhooks import WebhookDirectory
+from schemas.catalog import EventType
 from schemas.delivery import DeliveryStatus
+from schemas.event import Event
 from schemas.serde import DecodeError, Serde
 from schemas.transcode import DeliveryTaskJson
 from schemas.webhook import Webhook
@@ -549,13 +551,8 @@ class DeliveryWorker:
         error = outcome.reason
         extra = {"attempts": str(attempt), "last-status": str(result.status)}
         if webhook is not None and self._failing.record(webhook.id, success=False, now=now):
-            log.warning(
-                "disabling webhook %s (tenant %s): failing for %ss without a success",
-                webhook.id,
-                webhook.tenant_id,
-                self._settings.delivery_disable_after,
-            )
-            outputs.append(self._disable(webhook))
+            why = f"failing for {self._settings.delivery_disable_after}s without a success"
+            outputs.extend(self._disable(webhook, why))
         if verdict is Verdict.RETRY:
             step = self._ladder.next_step(tier, now, outcome.retry_after)
             if step is None:
@@ -572,8 +569,7 @@ class DeliveryWorker:
         elif verdict is Verdict.GONE:
             status = DeliveryStatus.DISABLED
             if webhook is not None:
-                log.warning("disabling webhook %s: endpoint answered 410 Gone", webhook.id)
-                outputs.append(self._disable(webhook))
+                outputs.extend(self._disable(webhook, "endpoint answered 410 Gone"))
             why = f"{outcome.reason}; webhook disabled"
             outputs.append(self._dead_letter(message, why, extra, task, now))
         outputs.append(
@@ -638,13 +634,28 @@ class DeliveryWorker:
         )
         return Output(self._topics.deliveries_dlt, message.key(), message.value(), headers)
 
-    def _disable(self, webhook: Webhook) -> Output:
+    def _disable(self, webhook: Webhook, reason: str) -> list[Output]:
+        """The webhook written back inactive, and the operational event that says so."""
+        log.warning("disabling webhook %s (tenant %s): %s", webhook.id, webhook.tenant_id, reason)
         disabled = webhook.updated(active=False)
         # Effective here at once: tasks already queued for this endpoint must not be sent
         # while our own write travels through the webhooks topic back into the view.
         self._directory.apply_local(disabled)
-        topic = self._topics.webhooks
-        return Output(topic, webhook.id.encode(), self._serde.webhooks.encode(disabled, topic))
+        config_topic = self._topics.webhooks
+        config = self._serde.webhooks.encode(disabled, config_topic)
+        event = Event.new(EventType.WEBHOOK_DISABLED, webhook.tenant_id).with_payload(
+            {"webhook_id": webhook.id, "reason": reason}
+        )
+        event_topic = self._topics.for_event_type(event.type)
+        return [
+            Output(config_topic, webhook.id.encode(), config),
+            # Keyed by tenant, like every event: a tenant's events keep their order.
+            Output(
+                event_topic,
+                webhook.tenant_id.encode(),
+                self._serde.events.encode(event, event_topic),
+            ),
+        ]
 
     def _record(
         self,

@@ -26,7 +26,8 @@ SUBSYSTEM_OF: dict[str, str] = dict(_EVENT_CATALOG["event_types"])
 
 
 class EventType(StrEnum):
-    """Ctrl Plane's event types, e.g. ``EventType.INSTANCE_CREATED == "instance.created"``.
+    """Ctrl Plane's event types, e.g. ``EventType.INSTANCE_CREATED == "instance.created"``, and
+    our one operational type, ``webhook.disabled``.
 
     Mirrors ``catalog/event_types.json`` (the file other languages read); a unit test keeps the
     two identical.
@@ -57,6 +58,9 @@ class EventType(StrEnum):
     TENANT_SUSPENDED = "tenant.suspended"
     TENANT_DELETED = "tenant.deleted"
     QUOTA_EXCEEDED = "quota.exceeded"
+    # Ours, not Ctrl Plane's: the delivery worker disabled a webhook (410 Gone, or failing for
+    # CPEVENTS_DELIVERY_DISABLE_AFTER seconds); payload {"webhook_id", "reason"}.
+    WEBHOOK_DISABLED = "webhook.disabled"
 
 
 def parse_event_type(value: str, field: str = "type") -> EventType:

@@ -15,7 +15,9 @@ from cpevents.settings import Settings
 from delivery.retry_headers import parse_retry_state
 from delivery.sender import USER_AGENT
 from delivery.worker import DeliveryWorker
+from schemas.catalog import EventType
 from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from schemas.event import Event
 from tests.fixtures_delivery import (
     Feeder,
     Receiver,
@@ -33,6 +35,7 @@ class Harness:
     attempts: Recorder
     dlt: Recorder
     webhooks: Recorder
+    admin_events: Recorder
     worker: asyncio.Task[None] | None = None
 
     def log(self, task: DeliveryTask) -> list[WebhookDelivery]:
@@ -48,6 +51,19 @@ class Harness:
             raise AssertionError(f"the worker stopped: {self.worker.exception()!r}")
         records = self.log(task)
         return records[-1].status if records else None
+
+    def disabled_events(self, webhook_id: str) -> list[Event]:
+        """The ``webhook.disabled`` operational events about ``webhook_id``."""
+        topic = self.admin_events.topic
+        events = [
+            self.feed.serde.events.decode(m.value(), topic)
+            for m in list(self.admin_events.messages)
+        ]
+        return [
+            e
+            for e in events
+            if e.type is EventType.WEBHOOK_DISABLED and e.payload["webhook_id"] == webhook_id
+        ]
 
     def dead_letters(self, task: DeliveryTask) -> list[dict[str, str]]:
         found = []
@@ -66,6 +82,7 @@ async def start_harness(settings: Settings) -> tuple[Harness, asyncio.Event, asy
         Recorder(settings, settings.topics.webhook_deliveries),
         Recorder(settings, settings.topics.deliveries_dlt),
         Recorder(settings, settings.topics.webhooks),
+        Recorder(settings, settings.topics.for_event_type(EventType.WEBHOOK_DISABLED)),
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(DeliveryWorker(settings, serde=feed.serde).run(stop))
@@ -78,9 +95,13 @@ async def harness(kafka_bootstrap: str, registry_url: str) -> AsyncIterator[Harn
     settings = delivery_settings(kafka_bootstrap, registry_url)
     h, stop, worker = await start_harness(settings)
     yield h
+    await stop_harness(h, stop, worker)
+
+
+async def stop_harness(h: Harness, stop: asyncio.Event, worker: asyncio.Task[None]) -> None:
     stop.set()
     await asyncio.wait_for(worker, 30)
-    for recorder in (h.attempts, h.dlt, h.webhooks):
+    for recorder in (h.attempts, h.dlt, h.webhooks, h.admin_events):
         recorder.close()
 
 
@@ -177,10 +198,37 @@ async def test_410_disables_the_webhook(harness: Harness, receiver: Receiver) ->
 
     await eventually(latest, what="webhook written back inactive")
     assert harness.dead_letters(task)
+    # An operational event says so, on the admin topic, in the webhook's tenant.
+    await eventually(lambda: bool(harness.disabled_events(webhook.id)), what="webhook.disabled")
+    [event] = harness.disabled_events(webhook.id)
+    assert event.tenant_id == webhook.tenant_id
+    assert event.payload == {"webhook_id": webhook.id, "reason": "endpoint answered 410 Gone"}
     # Later tasks for the disabled webhook are recorded and dropped, never posted.
     [later] = harness.feed.tasks(webhook)
     await eventually(lambda: harness.status(later) is DeliveryStatus.DISABLED)
     assert len(receiver.at("/gone")) == 1
+
+
+async def test_a_webhook_failing_past_the_window_is_disabled_and_an_event_says_so(
+    kafka_bootstrap: str, registry_url: str, receiver: Receiver
+) -> None:
+    settings = delivery_settings(kafka_bootstrap, registry_url, delivery_disable_after=0.2)
+    h, stop, worker = await start_harness(settings)
+    try:
+        webhook = h.feed.webhook(receiver.script("/failing", default=500))
+        [task] = h.feed.tasks(webhook)
+        await eventually(lambda: bool(h.disabled_events(webhook.id)), what="webhook.disabled")
+        [event] = h.disabled_events(webhook.id)
+        reason = "failing for 0.2s without a success"
+        assert (event.tenant_id, event.payload) == (
+            webhook.tenant_id,
+            {"webhook_id": webhook.id, "reason": reason},
+        )
+        # The task's next attempt finds the webhook disabled: recorded, never posted.
+        await eventually(lambda: h.status(task) is DeliveryStatus.DISABLED, what="disabled")
+        assert 2 <= len(receiver.at("/failing")) < 1 + len(settings.retry_tiers)
+    finally:
+        await stop_harness(h, stop, worker)
 
 
 async def test_an_attempt_past_the_total_timeout_is_cut_and_retried(

@@ -33,13 +33,14 @@ SUBSYSTEM_OF_PREFIX = {
 }
 
 
-def test_catalog_has_the_25_ctrl_plane_types_with_their_subsystem() -> None:
+def test_catalog_has_the_25_ctrl_plane_types_and_our_operational_one() -> None:
     expected = {
         f"{prefix}.{verb}": SUBSYSTEM_OF_PREFIX[prefix]
         for prefix, verbs in ARCHITECTURE_TYPES.items()
         for verb in verbs
     }
     assert len(expected) == 25
+    expected["webhook.disabled"] = "admin"  # the delivery worker's operational event
     assert {str(t): subsystem_of(t) for t in EventType} == expected
     assert EventType.DEPLOY_ROLLED_BACK == "deploy.rolled_back"
 

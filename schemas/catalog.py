@@ -63,6 +63,11 @@ class EventType(StrEnum):
     WEBHOOK_DISABLED = "webhook.disabled"
 
 
+# Emitted by this system only (the delivery worker): callers of the gateway cannot send them, so
+# a tenant cannot forge one. Tenants may still subscribe to them.
+SYSTEM_EVENT_TYPES: frozenset[EventType] = frozenset({EventType.WEBHOOK_DISABLED})
+
+
 def parse_event_type(value: str, field: str = "type") -> EventType:
     """The catalog type for ``value``; a ContractError naming ``field`` if it is not one."""
     try:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from producers.gateway.validation import MAX_BATCH, MAX_LIST_LIMIT, MAX_URL_LENGTH
-from schemas.catalog import EventType
+from schemas.catalog import SYSTEM_EVENT_TYPES, EventType
 from schemas.delivery import DeliveryStatus
 
-_TYPES = [str(t) for t in EventType]
+_TYPES = [str(t) for t in EventType if t not in SYSTEM_EVENT_TYPES]  # what callers may send
 
 
 def _ref(name: str) -> dict[str, str]:

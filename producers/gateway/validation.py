@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from producers.gateway.problems import Problem, bad_request, unprocessable
 from schemas import ids
-from schemas.catalog import EventType
+from schemas.catalog import SYSTEM_EVENT_TYPES, EventType
 from schemas.delivery import DeliveryStatus
 from schemas.errors import ContractError
 from schemas.event import Event
@@ -81,9 +81,12 @@ def _event(data: Any, prefix: str) -> Event:
     if item.get("timestamp") is None:
         item["timestamp"] = format_rfc3339(utc_now())
     try:
-        return Event.from_json_dict(item)
+        event = Event.from_json_dict(item)
     except ContractError as exc:
         raise Problem.from_contract(exc, prefix) from None
+    if event.type in SYSTEM_EVENT_TYPES:
+        raise unprocessable(f"{prefix}type", f"{event.type} is emitted by Ctrl Plane Events only")
+    return event
 
 
 # -- webhooks -----------------------------------------------------------------------------

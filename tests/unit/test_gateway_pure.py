@@ -78,6 +78,14 @@ def test_events_one_or_batch_with_defaults_and_located_errors() -> None:
         ([{"type": "instance.created", "tenant_id": "t"}, {"tenant_id": "t"}], "[1].type"),
         ([], "body"),
         ("text", "body"),
+        ({"type": "webhook.disabled", "tenant_id": "t"}, "type"),  # the worker's own, unforgeable
+        (
+            [
+                {"type": "instance.created", "tenant_id": "t"},
+                {"type": "webhook.disabled", "tenant_id": "t"},
+            ],
+            "[1].type",
+        ),
     ]
     for body, field in cases:
         p = problem(parse_events, body)

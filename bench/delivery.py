@@ -6,7 +6,9 @@ Without CPEVENTS_BOOTSTRAP_SERVERS it starts a throwaway broker. A receiver runs
 process on a free 127.0.0.1 port. The ceiling is a bare aiohttp client, in a process of its own,
 posting the same bodies with the same headers and concurrency to the same receiver. Rounds
 alternate the ceiling and the worker (which runs in this process, warmed up, throughout); the
-median round counts. Targets: worker >= 60 % of the ceiling; retry lateness p99 <= 500 ms.
+median round counts. Then a healthy endpoint's latency under a paced load, alone and beside an
+endpoint (another address) that never answers. Targets: worker >= 60 % of the ceiling; retry
+lateness p99 <= 500 ms; beside a hanging endpoint, healthy p99 within 1.5x.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from aiohttp import web
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
+from yarl import URL
 
 from cpevents.kafka.clients import admin_config, producer_config
 from cpevents.kafka.local import free_port
@@ -59,21 +62,31 @@ from schemas.webhook import EncryptedSecret, Webhook
 
 CONCURRENCY = 64
 WARM_UP = 500
+# Latency of a healthy endpoint alone, then beside a hanging one (tasks/s, seconds).
+LATENCY_RATE = 200
+HANGING_RATE = 50
+LATENCY_SECONDS = 4.0
+HANG_TIMEOUT = 5.0  # the worker's attempt timeout here: hanging attempts end within the run
+HANGING_HOST = "127.0.0.2"
 
 
 def run_receiver(port: int) -> None:
-    """Count POSTs per path; /flaky answers 500 to an event's first attempt, 200 after."""
-    times: dict[str, list[float]] = {}
+    """Count POSTs per path. /flaky answers 500 to an event's first attempt, 200 after; /hang
+    never answers; /flaky and /lat* keep each event's arrival times."""
+    times: dict[str, dict[str, list[float]]] = {}
     counts: dict[str, list[float]] = {}
 
     async def post(request: web.Request) -> web.Response:
         await request.read()
         now = time.time()
-        counts.setdefault(request.path, []).append(now)
-        if request.path == "/flaky":
-            seen = times.setdefault(request.headers["webhook-id"], [])
+        path = request.path
+        counts.setdefault(path, []).append(now)
+        if path == "/hang":
+            await asyncio.sleep(3600)
+        if path == "/flaky" or path.startswith("/lat"):
+            seen = times.setdefault(path, {}).setdefault(request.headers["webhook-id"], [])
             seen.append(now)
-            if len(seen) == 1:
+            if len(seen) == 1 and path == "/flaky":
                 return web.Response(status=500)
         return web.Response(status=204)
 
@@ -85,7 +98,7 @@ def run_receiver(port: int) -> None:
                 "count": len(stamps),
                 "first": min(stamps, default=0),
                 "last": max(stamps, default=0),
-                "times": times if path == "/flaky" else {},
+                "times": times.get(path, {}),
                 "cpu": time.process_time(),
             }
         )
@@ -93,7 +106,9 @@ def run_receiver(port: int) -> None:
     app = web.Application()
     app.router.add_get("/stats", stats)
     app.router.add_post("/{tail:.*}", post)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    # Two addresses: an endpoint is a scheme, host and port, and the hanging one must be another
+    # endpoint than the healthy ones (its own lane), as another tenant's server would be.
+    web.run_app(app, host=["127.0.0.1", HANGING_HOST], port=port, print=None, access_log=None)
 
 
 async def receiver_stats(session: aiohttp.ClientSession, base: str, path: str) -> dict[str, Any]:
@@ -221,6 +236,24 @@ async def measured(session: aiohttp.ClientSession, base: str, phase: Phase) -> A
     phase.receiver_cpu = (await receiver_stats(session, base, "/"))["cpu"] - receiver_cpu
 
 
+async def latencies(
+    session: aiohttp.ClientSession,
+    base: str,
+    paced: Any,
+    healthy: Webhook,
+    hanging: Webhook | None,
+) -> list[float]:
+    """Milliseconds from producing a task for ``healthy`` to its POST arriving, under the paced
+    load, with ``hanging`` getting its own share meanwhile."""
+    path = URL(healthy.url).path
+    streams = [(healthy, LATENCY_RATE)] + ([(hanging, HANGING_RATE)] if hanging else [])
+    sent = await paced(streams, LATENCY_SECONDS)
+    count = int(LATENCY_RATE * LATENCY_SECONDS)
+    stats = await wait_count(session, base, path, count, within=60)
+    arrived = stats["times"]
+    return [(arrived[event][0] - at) * 1000 for event, at in sent.items() if event in arrived]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -237,6 +270,7 @@ async def bench(bootstrap: str, tasks: int, rounds: int, retries: int, profile: 
         delivery_per_endpoint_limit=CONCURRENCY,
         delivery_breaker_failures=100_000,
         delivery_jitter=0.1,
+        delivery_timeout=HANG_TIMEOUT,
     )
     ensure_topics(settings)
     try:
@@ -271,11 +305,11 @@ async def measure(
     producer = Producer(producer_config(settings))
     secret = generate_secret()
 
-    def webhook(path: str) -> Webhook:
+    def webhook(path: str, host: str = "127.0.0.1") -> Webhook:
         hook = Webhook(
             id=ids.new_id(ids.WEBHOOK),
             tenant_id="ten_bench",
-            url=f"{base}{path}",
+            url=f"http://{host}:{port}{path}",
             secrets=(EncryptedSecret(box.encrypt(secret), utc_now()),),
         )
         topic = settings.topics.webhooks
@@ -300,6 +334,27 @@ async def measure(
             producer.poll(0)
         producer.flush(60)
 
+    async def paced(streams: list[tuple[Webhook, int]], seconds: float) -> dict[str, float]:
+        """Produce each webhook's tasks at its rate (tasks/s) for ``seconds``; the time each
+        event's task was produced, by event id."""
+        topic = settings.topics.deliveries
+        batches = [(prepare_tasks(hook, int(rate * seconds)), rate) for hook, rate in streams]
+        sent: dict[str, float] = {}
+        started = time.perf_counter()
+        done = [0] * len(batches)
+        while any(n < len(batch) for n, (batch, _rate) in zip(done, batches, strict=True)):
+            elapsed = time.perf_counter() - started
+            for i, (batch, rate) in enumerate(batches):
+                while done[i] < min(len(batch), int(elapsed * rate) + 1):
+                    key, value, task = batch[done[i]]
+                    producer.produce(topic, key=key, value=value)
+                    sent[task.event.id] = time.time()
+                    done[i] += 1
+            producer.poll(0)
+            await asyncio.sleep(0.002)
+        producer.flush(10)
+        return sent
+
     def produce_tasks(hook: Webhook, count: int) -> list[DeliveryTask]:
         prepared = prepare_tasks(hook, count)
         send_tasks(prepared)
@@ -310,6 +365,8 @@ async def measure(
     # describe the worker in its steady state. Each round has its own webhook (and path).
     produce_tasks(webhook("/warm"), WARM_UP)
     batches = [prepare_tasks(webhook(f"/ok{n}"), tasks) for n in range(rounds)]
+    # Written now, so the worker has long read them when their phase comes.
+    latency_hooks = webhook("/lat0"), webhook("/lat1"), webhook("/hang", HANGING_HOST)
     # The ceiling sends what the worker sends: the same bodies with the same headers.
     requests = []
     for _key, _value, task in batches[0]:
@@ -350,6 +407,11 @@ async def measure(
         if len(attempts) >= 2:
             # The first retry tier is 500 ms with up to 10 % jitter: due in [0.5, 0.55] s.
             lateness.append((attempts[1] - attempts[0] - delay) * 1000)
+    # A hanging endpoint must not slow a healthy one: the same paced load alone, then beside
+    # an endpoint that never answers (its lane holds its own runners, its backlog the worker's
+    # in-flight budget: HANGING_RATE * HANG_TIMEOUT stays well within it here).
+    alone = await latencies(session, base, paced, latency_hooks[0], None)
+    beside = await latencies(session, base, paced, latency_hooks[1], latency_hooks[2])
     stop.set()
     await worker
     await session.close()
@@ -374,6 +436,16 @@ async def measure(
             f"min {min(lateness):.0f}   (target p99 <= 500)"
         )
     print(f"retried tasks: {len(retried)}, with a second attempt: {len(lateness)}")
+    print(
+        f"healthy endpoint latency at {LATENCY_RATE}/s, ms (task produced -> POST received): "
+        f"alone p50 {percentile(alone, 0.5):.1f}, p99 {percentile(alone, 0.99):.1f}; beside one "
+        f"hanging at {HANGING_RATE}/s p50 {percentile(beside, 0.5):.1f}, "
+        f"p99 {percentile(beside, 0.99):.1f}"
+    )
+    print(
+        f"hanging endpoint: healthy p99 x{percentile(beside, 0.99) / percentile(alone, 0.99):.2f}"
+        f"   (target <= 1.5)"
+    )
     if profiler is not None and profile:
         profiler.dump_stats(profile)
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)

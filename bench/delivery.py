@@ -64,7 +64,7 @@ CONCURRENCY = 64
 WARM_UP = 500
 # Latency of a healthy endpoint alone, then beside a hanging one (tasks/s, seconds).
 LATENCY_RATE = 200
-HANGING_RATE = 50
+HANGING_RATE = LATENCY_RATE  # its backlog (rate x timeout) is twice the in-flight budget
 LATENCY_SECONDS = 4.0
 HANG_TIMEOUT = 5.0  # the worker's attempt timeout here: hanging attempts end within the run
 HANGING_HOST = "127.0.0.2"
@@ -408,8 +408,8 @@ async def measure(
             # The first retry tier is 500 ms with up to 10 % jitter: due in [0.5, 0.55] s.
             lateness.append((attempts[1] - attempts[0] - delay) * 1000)
     # A hanging endpoint must not slow a healthy one: the same paced load alone, then beside
-    # an endpoint that never answers (its lane holds its own runners, its backlog the worker's
-    # in-flight budget: HANGING_RATE * HANG_TIMEOUT stays well within it here).
+    # an endpoint that never answers, whose queue the worker must defer to the retry tier
+    # rather than let it take the in-flight budget (HANGING_RATE * HANG_TIMEOUT is twice it).
     alone = await latencies(session, base, paced, latency_hooks[0], None)
     beside = await latencies(session, base, paced, latency_hooks[1], latency_hooks[2])
     stop.set()

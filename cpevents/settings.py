@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     delivery_per_endpoint_limit: int = Field(
         default=8, ge=1, description="Requests in flight to one endpoint (scheme, host, port)"
     )
+    delivery_queue_wait: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds a task may wait for its endpoint's runners; while the oldest queued "
+        "one has waited longer, new tasks for that endpoint go back to the retry tier instead",
+    )
     delivery_connect_timeout: float = Field(default=5.0, gt=0)
     delivery_timeout: float = Field(default=15.0, gt=0, description="Total time of one attempt")
     delivery_max_response_bytes: int = Field(

@@ -51,6 +51,9 @@ SOURCE = "delivery"
 _COMMIT_INTERVAL = 0.2
 _POLL_TIMEOUT = 0.05
 _BATCH = 500
+# Records admitted between two turns of the event loop: a whole batch at once would hold up
+# every request in flight (e.g. a burst of retries coming due) for tens of milliseconds.
+_ADMIT_SLICE = 64
 # How often the loop writes the outputs of finished attempts and serves producer
 # acknowledgements (seconds).
 _ACK_INTERVAL = 0.005
@@ -81,6 +84,7 @@ class _Job:
     state: RetryState
     progress: PartitionProgress
     offset: int
+    queued_at: float = 0.0  # when it joined its endpoint's queue
     task: DeliveryTaskJson | None = None
     webhook: Webhook | None = None
     secrets: tuple[str, ...] | None = field(default=None, repr=False)  # plaintext: never shown
@@ -93,11 +97,14 @@ class _Lane:
     wait of its own; a slow endpoint holds only its own runners.
     """
 
-    __slots__ = ("jobs", "runners")
+    __slots__ = ("deferring", "jobs", "runners")
 
     def __init__(self) -> None:
         self.jobs: deque[_Job] = deque()
         self.runners = 0
+        # Set once its queue stood still; new jobs then go straight back to the retry tier
+        # (``_dispatch``) until the endpoint answers again.
+        self.deferring = False
 
 
 def group_id(settings: Settings) -> str:
@@ -210,8 +217,10 @@ class DeliveryWorker:
             # Never take more than there is room for, so the limit holds without pausing.
             batch = min(_BATCH, max(room, 1))
             messages = await self._kafka(consume_available, self._consumer, batch, _POLL_TIMEOUT)
-            for message in messages:
+            for n, message in enumerate(messages, 1):
                 self._admit(message)
+                if n % _ADMIT_SLICE == 0:
+                    await asyncio.sleep(0)  # let finished requests move on meanwhile
 
     async def _drain(self) -> None:
         # Graceful shutdown: give in-flight attempts their full timeout, then hand them back
@@ -348,6 +357,7 @@ class DeliveryWorker:
 
     async def _housekeeping(self) -> None:
         now = self._clock()
+        self._shed_stuck_lanes(now)
         with self._lock:
             due = [key for key, at in self._held.items() if at <= now]
             for key in due:
@@ -420,8 +430,9 @@ class DeliveryWorker:
 
     def _dispatch(self, job: _Job, task: DeliveryTaskJson, webhook: Webhook) -> None:
         attempt = job.state.attempts + 1
+        now = self._clock()
         try:
-            secrets = self._directory.secrets(webhook, self._clock())
+            secrets = self._directory.secrets(webhook, now)
         except ValueError as exc:
             result = _no_response(Verdict.DEAD_LETTER, str(exc))
             self._complete(job, self._finish(job.message, task, attempt, result))
@@ -435,10 +446,56 @@ class DeliveryWorker:
         lane = self._lanes.get(endpoint)
         if lane is None:
             lane = self._lanes[endpoint] = _Lane()
+        if lane.deferring or (
+            lane.jobs and now - lane.jobs[0].queued_at > self._settings.delivery_queue_wait
+        ):
+            # The endpoint's queue stands still (it hangs, or cannot keep up): queued here, the
+            # task would only take the in-flight budget every other endpoint needs.
+            self._defer(endpoint, lane, job, task, now)
+            return
+        job.queued_at = now
         lane.jobs.append(job)
         if lane.runners < self._per_endpoint:
             lane.runners += 1
             self._spawn(self._run_lane(endpoint, lane))
+
+    def _shed_stuck_lanes(self, now: float) -> None:
+        """Defer every queued job of the lanes whose oldest job waited past the limit: their
+        endpoints hang or cannot keep up, and their queues hold the in-flight budget."""
+        wait = self._settings.delivery_queue_wait
+        for endpoint, lane in list(self._lanes.items()):
+            while lane.jobs and now - lane.jobs[0].queued_at > wait:
+                job = lane.jobs.popleft()
+                assert job.task is not None  # set when the job was queued
+                try:
+                    self._defer(endpoint, lane, job, job.task, now)
+                except Exception as exc:  # Kafka refused a record, or a bug
+                    self._fail(exc)
+
+    def _defer(
+        self, endpoint: str, lane: _Lane, job: _Job, task: DeliveryTaskJson, now: float
+    ) -> None:
+        """Put the task back in the retry tier it came from (the first for a new task), with no
+        attempt made or counted."""
+        if not lane.deferring:
+            lane.deferring = True
+            log.warning(
+                "endpoint %s: %d tasks queued, the oldest for over %ss; deferring new ones",
+                endpoint,
+                len(lane.jobs),
+                self._settings.delivery_queue_wait,
+            )
+        step = self._ladder.next_step(max(job.tier, 0) - 1, now)
+        assert step is not None  # the tier a task came from exists
+        reason = f"deferred: {len(lane.jobs)} tasks queued for this endpoint"
+        attempts = job.state.attempts
+        result = _no_response(Verdict.RETRY, reason)
+        due = round(step.not_before * 1_000_000)
+        outputs = [
+            self._schedule(job.message, attempts, step.tier, step.not_before, result, job.state),
+            self._record(task, DeliveryStatus.RETRYING, attempts, 0, reason, due, 0.0, now),
+        ]
+        self._complete(job, outputs)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -465,6 +522,8 @@ class DeliveryWorker:
                         body = task.event.json
                         headers = signature_headers(task.event.id, int(now), body, secrets)
                         result = await post(webhook.url, body, headers)
+                        if result.status:
+                            lane.deferring = False  # it answers again: queue its tasks again
                         failed = result.outcome.verdict is Verdict.RETRY
                         breakers.record(endpoint, success=not failed, now=self._clock())
                     else:

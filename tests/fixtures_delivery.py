@@ -6,6 +6,7 @@ Register with ``pytest_plugins = ["tests.fixtures_delivery"]`` (tests/conftest.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -97,6 +98,14 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     """A scriptable webhook receiver on 127.0.0.1 (free port), stopped after the test."""
+    async with running_receiver() as recv:
+        yield recv
+
+
+@contextlib.asynccontextmanager
+async def running_receiver() -> AsyncIterator[Receiver]:
+    """A scriptable webhook receiver on 127.0.0.1 (free port): another endpoint than the
+    ``receiver`` fixture's."""
     recv = Receiver()
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", recv.handle)
@@ -106,9 +115,11 @@ async def receiver() -> AsyncIterator[Receiver]:
     await site.start()
     port = runner.addresses[0][1]
     recv.base_url = f"http://127.0.0.1:{port}"
-    yield recv
-    recv.release()
-    await runner.cleanup()
+    try:
+        yield recv
+    finally:
+        recv.release()
+        await runner.cleanup()
 
 
 def delivery_settings(kafka_bootstrap: str, registry_url: str, **overrides: object) -> Settings:

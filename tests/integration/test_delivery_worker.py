@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from tests.fixtures_delivery import (
     Recorder,
     delivery_settings,
     eventually,
+    running_receiver,
 )
 from tests.fixtures_delivery import receiver as receiver  # the fixture
 
@@ -266,6 +268,44 @@ async def test_hanging_endpoint_does_not_hold_up_a_healthy_one(
     assert harness.status(stuck) is None
     receiver.release()
     await eventually(lambda: harness.status(stuck) is DeliveryStatus.DELIVERED)
+
+
+async def test_a_hanging_endpoints_queue_is_deferred_not_held(
+    kafka_bootstrap: str, registry_url: str, receiver: Receiver
+) -> None:
+    """One endpoint that never answers must not take the worker's in-flight budget: its queued
+    tasks go back to the retry tier, and another endpoint's tasks behind them are delivered
+    long before the hanging attempt times out."""
+    settings = delivery_settings(
+        kafka_bootstrap,
+        registry_url,
+        delivery_per_endpoint_limit=1,
+        delivery_concurrency=10,
+        delivery_queue_wait=0.3,
+        delivery_timeout=10.0,
+    )
+    h, stop, worker = await start_harness(settings)
+    try:
+        async with running_receiver() as other:
+            slow = h.feed.webhook(other.script("/hang", default="hang"))
+            fast = h.feed.webhook(receiver.script("/fast"))
+            stuck = h.feed.tasks(slow, count=30, partition=0)  # three times the budget
+            healthy = h.feed.tasks(fast, count=5, partition=0)  # behind them
+            started = time.monotonic()
+            await eventually(
+                lambda: all(h.status(t) is DeliveryStatus.DELIVERED for t in healthy),
+                what="the healthy endpoint's deliveries",
+            )
+            assert time.monotonic() - started < settings.delivery_timeout / 2
+            assert other.hanging >= 1, "the hanging attempt is still in flight"
+            deferred = [
+                r for t in stuck for r in h.log(t) if (r.error or "").startswith("deferred")
+            ]
+            assert deferred, "the hanging endpoint's queue was not deferred"
+            assert all((r.status, r.attempts) == (DeliveryStatus.RETRYING, 0) for r in deferred)
+            assert all(r.next_retry is not None for r in deferred)
+    finally:
+        await stop_harness(h, stop, worker)
 
 
 async def test_retry_after_is_honoured(harness: Harness, receiver: Receiver) -> None:

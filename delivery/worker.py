@@ -159,6 +159,7 @@ class DeliveryWorker:
         self._attempted: list[tuple[_Job, AttemptResult]] = []
         self._failure: BaseException | None = None
         self._last_commit = 0.0
+        self._last_shed = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -463,6 +464,9 @@ class DeliveryWorker:
         """Defer every queued job of the lanes whose oldest job waited past the limit: their
         endpoints hang or cannot keep up, and their queues hold the in-flight budget."""
         wait = self._settings.delivery_queue_wait
+        if now - self._last_shed < wait / 4:
+            return  # a job is shed at most a quarter of the wait late; lanes may be many
+        self._last_shed = now
         for endpoint, lane in list(self._lanes.items()):
             while lane.jobs and now - lane.jobs[0].queued_at > wait:
                 job = lane.jobs.popleft()

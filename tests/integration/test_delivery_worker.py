@@ -304,6 +304,12 @@ async def test_a_hanging_endpoints_queue_is_deferred_not_held(
             assert deferred, "the hanging endpoint's queue was not deferred"
             assert all((r.status, r.attempts) == (DeliveryStatus.RETRYING, 0) for r in deferred)
             assert all(r.next_retry is not None for r in deferred)
+            # Deferred, not lost: once the endpoint answers, every one of them is delivered.
+            other.release()
+            await eventually(
+                lambda: all(h.status(t) is DeliveryStatus.DELIVERED for t in stuck),
+                what="the deferred tasks, delivered once the endpoint answers",
+            )
     finally:
         await stop_harness(h, stop, worker)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from schemas.catalog import Topics
+from schemas.catalog import EventType, Topics
 from schemas.serde import Serde
 
 
 def register_schemas(serde: Serde, topics: Topics) -> None:
-    """Register the task, webhook and attempt-record schemas under their topics' subjects.
+    """Register the task, webhook, attempt-record and (operational) event schemas under their
+    topics' subjects.
 
     Up front, so that the first record does not pay for registration and a registry that
     refuses our schemas (unreachable, incompatible) stops the worker at start, not mid-stream.
@@ -15,3 +16,4 @@ def register_schemas(serde: Serde, topics: Topics) -> None:
     serde.tasks.schema_id(topics.deliveries)
     serde.webhooks.schema_id(topics.webhooks)
     serde.deliveries.schema_id(topics.webhook_deliveries)
+    serde.events.schema_id(topics.for_event_type(EventType.WEBHOOK_DISABLED))

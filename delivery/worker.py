@@ -84,7 +84,7 @@ class _Job:
     state: RetryState
     progress: PartitionProgress
     offset: int
-    queued_at: float = 0.0  # when it joined its endpoint's queue
+    queued_at: float = 0.0  # when it joined its endpoint's queue (time.monotonic)
     task: DeliveryTaskJson | None = None
     webhook: Webhook | None = None
     secrets: tuple[str, ...] | None = field(default=None, repr=False)  # plaintext: never shown
@@ -97,14 +97,21 @@ class _Lane:
     wait of its own; a slow endpoint holds only its own runners.
     """
 
-    __slots__ = ("deferring", "jobs", "runners")
+    __slots__ = ("answered_at", "deferring", "jobs", "runners")
 
     def __init__(self) -> None:
         self.jobs: deque[_Job] = deque()
         self.runners = 0
+        # When the endpoint last answered an attempt (time.monotonic; the lane's start before).
+        self.answered_at = time.monotonic()
         # Set once its queue stood still; new jobs then go straight back to the retry tier
         # (``_dispatch``) until the endpoint answers again.
         self.deferring = False
+
+    def stuck(self, now: float, wait: float) -> bool:
+        """Its oldest job waited over ``wait`` seconds, and the endpoint answered nothing for
+        as long: it hangs (a merely slow endpoint, or a busy worker, still gets answers)."""
+        return bool(self.jobs) and min(now - self.jobs[0].queued_at, now - self.answered_at) > wait
 
 
 def group_id(settings: Settings) -> str:
@@ -447,30 +454,37 @@ class DeliveryWorker:
         lane = self._lanes.get(endpoint)
         if lane is None:
             lane = self._lanes[endpoint] = _Lane()
-        if lane.deferring or (
-            lane.jobs and now - lane.jobs[0].queued_at > self._settings.delivery_queue_wait
-        ):
-            # The endpoint's queue stands still (it hangs, or cannot keep up): queued here, the
-            # task would only take the in-flight budget every other endpoint needs.
+        queued_at = time.monotonic()
+        if lane.deferring or lane.stuck(queued_at, self._settings.delivery_queue_wait):
+            # The endpoint hangs: queued here, the task would only take the in-flight budget
+            # every other endpoint needs.
             self._defer(endpoint, lane, job, task, now)
             return
-        job.queued_at = now
+        job.queued_at = queued_at
         lane.jobs.append(job)
         if lane.runners < self._per_endpoint:
             lane.runners += 1
             self._spawn(self._run_lane(endpoint, lane))
 
     def _shed_stuck_lanes(self, now: float) -> None:
-        """Defer every queued job of the lanes whose oldest job waited past the limit: their
-        endpoints hang or cannot keep up, and their queues hold the in-flight budget."""
+        """Defer the queued jobs that waited past the limit in lanes whose endpoint hangs
+        (``_Lane.stuck``): their queues would hold the in-flight budget."""
         wait = self._settings.delivery_queue_wait
-        if now - self._last_shed < wait / 4:
+        mono = time.monotonic()
+        if mono - self._last_shed < wait / 4:
             return  # a job is shed at most a quarter of the wait late; lanes may be many
-        self._last_shed = now
+        self._last_shed = mono
         for endpoint, lane in list(self._lanes.items()):
-            while lane.jobs and now - lane.jobs[0].queued_at > wait:
+            while self._failure is None and lane.stuck(mono, wait):
                 job = lane.jobs.popleft()
                 assert job.task is not None  # set when the job was queued
+                message = job.message
+                with self._lock:
+                    revoked = self._progress.get((message.topic() or "", message.partition() or 0))
+                if revoked is not job.progress:
+                    # Its partition moved to another worker, which redoes it: no copy here.
+                    self._finished(job.progress, job.offset)
+                    continue
                 try:
                     self._defer(endpoint, lane, job, job.task, now)
                 except Exception as exc:  # Kafka refused a record, or a bug
@@ -519,6 +533,14 @@ class DeliveryWorker:
                 task, webhook, secrets = job.task, job.webhook, job.secrets
                 try:
                     assert task is not None and webhook is not None and secrets is not None
+                    current = self._directory.get(webhook.id)
+                    if current is None or not current.active:
+                        # Disabled (e.g. a 410 of another task) or deleted while queued.
+                        why = "webhook deleted" if current is None else "webhook inactive"
+                        status = DeliveryStatus.DISABLED
+                        record = self._record(task, status, job.state.attempts, error=why)
+                        self._complete(job, [record])
+                        continue
                     now = self._clock()
                     if breakers.allow(endpoint, now):
                         # Signed now: webhook-timestamp is the attempt's time, however long
@@ -526,8 +548,9 @@ class DeliveryWorker:
                         body = task.event.json
                         headers = signature_headers(task.event.id, int(now), body, secrets)
                         result = await post(webhook.url, body, headers)
-                        if result.status:
-                            lane.deferring = False  # it answers again: queue its tasks again
+                        if result.status:  # it answers (again): its tasks queue again
+                            lane.deferring = False
+                            lane.answered_at = time.monotonic()
                         failed = result.outcome.verdict is Verdict.RETRY
                         breakers.record(endpoint, success=not failed, now=self._clock())
                     else:
@@ -698,9 +721,14 @@ class DeliveryWorker:
         return Output(self._topics.deliveries_dlt, message.key(), message.value(), headers)
 
     def _disable(self, webhook: Webhook, reason: str) -> list[Output]:
-        """The webhook written back inactive, and the operational event that says so."""
+        """The webhook written back inactive, and the operational event that says so; nothing
+        if it is inactive already (several of its attempts may fail at once, e.g. 410s)."""
+        current = self._directory.get(webhook.id)
+        if current is None or not current.active:
+            return []
         log.warning("disabling webhook %s (tenant %s): %s", webhook.id, webhook.tenant_id, reason)
-        disabled = webhook.updated(active=False)
+        # From the current version, so the write-back keeps changes made since the dispatch.
+        disabled = current.updated(active=False)
         # Effective here at once: tasks already queued for this endpoint must not be sent
         # while our own write travels through the webhooks topic back into the view.
         self._directory.apply_local(disabled)

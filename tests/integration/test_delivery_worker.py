@@ -211,6 +211,26 @@ async def test_410_disables_the_webhook(harness: Harness, receiver: Receiver) ->
     assert len(receiver.at("/gone")) == 1
 
 
+async def test_several_410s_at_once_disable_the_webhook_once(
+    harness: Harness, receiver: Receiver
+) -> None:
+    webhook = harness.feed.webhook(receiver.script("/gone-all", default=410))
+    tasks = harness.feed.tasks(webhook, count=4, partition=0)  # posted side by side
+    await eventually(
+        lambda: all(harness.status(t) is DeliveryStatus.DISABLED for t in tasks),
+        what="every task disabled",
+    )
+    await eventually(lambda: bool(harness.disabled_events(webhook.id)), what="webhook.disabled")
+    await asyncio.sleep(1)  # time for any duplicate to arrive
+    assert len(harness.disabled_events(webhook.id)) == 1
+    topic = harness.settings.topics.webhooks
+    writes = [m for m in list(harness.webhooks.messages) if m.key() == webhook.id.encode()]
+    inactive = [
+        m for m in writes if not harness.feed.serde.webhooks.decode(m.value(), topic).active
+    ]
+    assert len(inactive) == 1, "the webhook is written back inactive once"
+
+
 async def test_a_webhook_failing_past_the_window_is_disabled_and_an_event_says_so(
     kafka_bootstrap: str, registry_url: str, receiver: Receiver
 ) -> None:

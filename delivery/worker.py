@@ -424,17 +424,20 @@ class DeliveryWorker:
         try:
             webhook = await self._directory.lookup(task.webhook_id)
             if webhook is None or not webhook.active:
-                why = "webhook deleted" if webhook is None else "webhook inactive"
-                log.info("dropping delivery %s: %s", task.id, why)
-                attempts = job.state.attempts
-                record = self._record(task, DeliveryStatus.DISABLED, attempts, error=why)
-                self._complete(job, [record])
+                self._drop(job, task, webhook)
                 return
             self._dispatch(job, task, webhook)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             self._fail(exc)
+
+    def _drop(self, job: _Job, task: DeliveryTaskJson, webhook: Webhook | None) -> None:
+        """Record and finish, unposted, a task whose webhook is deleted or inactive."""
+        why = "webhook deleted" if webhook is None else "webhook inactive"
+        log.info("dropping delivery %s: %s", task.id, why)
+        record = self._record(task, DeliveryStatus.DISABLED, job.state.attempts, error=why)
+        self._complete(job, [record])
 
     def _dispatch(self, job: _Job, task: DeliveryTaskJson, webhook: Webhook) -> None:
         attempt = job.state.attempts + 1
@@ -480,8 +483,8 @@ class DeliveryWorker:
                 assert job.task is not None  # set when the job was queued
                 message = job.message
                 with self._lock:
-                    revoked = self._progress.get((message.topic() or "", message.partition() or 0))
-                if revoked is not job.progress:
+                    owned = self._progress.get((message.topic() or "", message.partition() or 0))
+                if owned is not job.progress:
                     # Its partition moved to another worker, which redoes it: no copy here.
                     self._finished(job.progress, job.offset)
                     continue
@@ -535,11 +538,7 @@ class DeliveryWorker:
                     assert task is not None and webhook is not None and secrets is not None
                     current = self._directory.get(webhook.id)
                     if current is None or not current.active:
-                        # Disabled (e.g. a 410 of another task) or deleted while queued.
-                        why = "webhook deleted" if current is None else "webhook inactive"
-                        status = DeliveryStatus.DISABLED
-                        record = self._record(task, status, job.state.attempts, error=why)
-                        self._complete(job, [record])
+                        self._drop(job, task, current)  # e.g. another task's 410 disabled it
                         continue
                     now = self._clock()
                     if breakers.allow(endpoint, now):

@@ -121,8 +121,13 @@ def _kafka_cluster_id(log_dir: Path) -> str:
             key, sep, value = line.partition("=")
             if sep and key.strip() == "cluster.id" and value.strip():
                 return value.strip()
-    # Kafka's Uuid text form: URL-safe base64 of 16 random bytes without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        # Kafka's Uuid text form: URL-safe base64 of 16 random bytes without padding. Like
+        # Kafka's own Uuid.randomUuid, never one starting with "-": the storage tool's option
+        # parser would take it for an option (1 start in 64 failed before).
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _die_with_parent() -> None:

@@ -7,6 +7,8 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
+COPY plumbing ./plumbing
+COPY registry ./registry
 COPY producers ./producers
 COPY streams ./streams
 COPY delivery ./delivery

@@ -43,17 +43,17 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 from yarl import URL
 
-from cpevents.kafka.clients import admin_config, producer_config
-from cpevents.kafka.local import free_port
-from cpevents.kafka.resolve import kafka_cluster
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
-from delivery.registry import register_schemas
+from cpevents.localkafka.broker import free_port
+from cpevents.localkafka.resolve import kafka_cluster
+from delivery.schema_setup import register_schemas
 from delivery.sender import USER_AGENT
 from delivery.signing import signature_headers
 from delivery.worker import DeliveryWorker
+from plumbing.kafka.clients import admin_config, producer_config
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from schemas import ids
-from schemas.delivery import DeliveryTask
+from schemas.delivery_records import DeliveryTask
 from schemas.event import Event
 from schemas.secrets import SecretBox, generate_encryption_key, generate_secret
 from schemas.serde import Serde

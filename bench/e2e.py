@@ -36,12 +36,12 @@ import aiohttp
 from aiohttp import web
 
 from cpevents.cli.dev import platform_services
-from cpevents.kafka.local import free_port
-from cpevents.settings import Settings
+from cpevents.localkafka.broker import free_port
 from cpevents.stack import LocalStack, StackPorts, throwaway_environment
+from plumbing.settings import Settings
 from producers.kafka_bus import KafkaBus
-from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.timestamps import parse_rfc3339
 
 CONCURRENCY = 64

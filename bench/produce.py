@@ -16,13 +16,13 @@ import uuid
 
 from confluent_kafka import Producer
 
-from cpevents.kafka.clients import producer_config
-from cpevents.kafka.resolve import kafka_cluster
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
+from cpevents.localkafka.resolve import kafka_cluster
+from plumbing.kafka.clients import producer_config
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from producers.kafka_bus import KafkaBus
-from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.serde import Serde
 
 

@@ -32,12 +32,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from cpevents.kafka.clients import admin_config, consumer_config, producer_config
-from cpevents.kafka.resolve import kafka_cluster
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
-from schemas.catalog import EventType
+from cpevents.localkafka.resolve import kafka_cluster
+from plumbing.kafka.clients import admin_config, consumer_config, producer_config
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.serde import Serde
 from streams.audit import RangeReader, RecordFilter, ReplayRequest, ReplayStats, TimeRange, entries
 from streams.audit.reader import CONSUME_BATCH, READ_CONFIG

@@ -29,16 +29,16 @@ from confluent_kafka import Consumer, Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cpevents.kafka.clients import consumer_config, producer_config
-from cpevents.kafka.resolve import kafka_cluster
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
-from schemas.catalog import EventType
+from cpevents.localkafka.resolve import kafka_cluster
+from plumbing.kafka.clients import consumer_config, producer_config
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
+from registry.server import RegistryThread
 from schemas.event import Event
-from schemas.registry.server import RegistryThread
+from schemas.event_types import EventType
 from schemas.serde import Serde
+from streams.fanout import Router
 from streams.matching import WebhookIndex
-from streams.routing import Router
 from tests.fixtures_streams import WorkerProcess, make_webhook, produce, put_webhooks
 
 TARGET = 10_000.0

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpevents.kafka.local import BrokerError, default_broker, free_port, is_ready
-from cpevents.kafka.resolve import kafka_cluster
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
+from cpevents.localkafka.broker import BrokerError, default_broker, free_port, is_ready
+from cpevents.localkafka.resolve import kafka_cluster
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from schemas.secrets import generate_encryption_key
 
 ReadyCheck = Callable[[], bool]
@@ -51,7 +51,7 @@ def group_ready(settings: Settings, group_id: str) -> ReadyCheck:
     from confluent_kafka import ConsumerGroupState
     from confluent_kafka.admin import AdminClient
 
-    from cpevents.kafka.clients import admin_config
+    from plumbing.kafka.clients import admin_config
 
     admin = AdminClient(admin_config(settings))
 

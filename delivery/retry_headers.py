@@ -1,6 +1,6 @@
 """Headers a task carries through the retry tiers (all prefixed ``retry-``).
 
-A redrive strips them (``cpevents.kafka.deadletter.redrive_record``), so a redriven task starts
+A redrive strips them (``plumbing.kafka.deadletter.redrive_record``), so a redriven task starts
 a fresh ladder.
 """
 

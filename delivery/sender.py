@@ -11,10 +11,10 @@ from typing import NamedTuple
 import aiohttp
 from yarl import URL
 
-from cpevents.settings import Settings
 from delivery.deadlines import Deadlines
 from delivery.outcome import Outcome, Verdict, classify_error, classify_status
 from delivery.ssrf import BlockedAddressError, GuardedResolver, check_url, parse_networks
+from plumbing.settings import Settings
 
 USER_AGENT = "cpevents-delivery/0.1 (Standard Webhooks)"
 _ERROR_EXCERPT = 200

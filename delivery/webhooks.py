@@ -9,10 +9,10 @@ import uuid
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from cpevents.kafka.clients import consumer_config
-from cpevents.kafka.view import CompactedTopicView
-from cpevents.settings import Settings
 from delivery.keyring import Keyring
+from plumbing.kafka.clients import consumer_config
+from plumbing.kafka.view import CompactedTopicView
+from plumbing.settings import Settings
 from schemas.secrets import SecretBox
 from schemas.serde import Serde
 from schemas.webhook import Webhook

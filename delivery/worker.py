@@ -25,22 +25,22 @@ from typing import Any, NamedTuple, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from cpevents.kafka.clients import consume_available, consumer_config, producer_config
-from cpevents.kafka.deadletter import dead_letter_headers, message_headers
-from cpevents.settings import Settings
 from delivery.gctune import steady_state_gc
 from delivery.health import CircuitBreakers, FailureWindows
 from delivery.offsets import Outputs, PartitionProgress
 from delivery.outcome import Outcome, Verdict
-from delivery.registry import register_schemas
 from delivery.retry_headers import FRESH, RetryState, parse_retry_state, without_retry_headers
 from delivery.schedule import RetryLadder
+from delivery.schema_setup import register_schemas
 from delivery.sender import AttemptResult, Sender, endpoint_key
 from delivery.signing import signature_headers
 from delivery.webhooks import WebhookDirectory
-from schemas.catalog import EventType
-from schemas.delivery import DeliveryStatus
+from plumbing.kafka.clients import consume_available, consumer_config, producer_config
+from plumbing.kafka.deadletter import dead_letter_headers, message_headers
+from plumbing.settings import Settings
+from schemas.delivery_records import DeliveryStatus
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.serde import DecodeError, Serde
 from schemas.transcode import DeliveryTaskJson
 from schemas.webhook import Webhook

@@ -10,8 +10,8 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-from schemas.catalog import EventType, parse_event_type
 from schemas.event import Event
+from schemas.event_types import EventType, parse_event_type
 
 Handler = Callable[[Event], Awaitable[None]]
 """``async def handler(event) -> None``."""

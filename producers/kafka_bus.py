@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from cpevents.kafka.clients import consume_available, consumer_config, producer_config
-from cpevents.kafka.deadletter import dead_letter_headers
-from cpevents.settings import Settings
+from plumbing.kafka.clients import consume_available, consumer_config, producer_config
+from plumbing.kafka.deadletter import dead_letter_headers
+from plumbing.settings import Settings
 from producers.async_producer import AsyncProducer, PublishError, Record
 from producers.bus import Handler, Subscription, handler_name, parse_types
-from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.serde import DecodeError, Serde
 
 log = logging.getLogger(__name__)

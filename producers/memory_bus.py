@@ -7,8 +7,8 @@ from collections import deque
 from collections.abc import Iterable
 
 from producers.bus import Handler, Subscription, handler_name, parse_types
-from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.event_types import EventType
 
 log = logging.getLogger(__name__)
 

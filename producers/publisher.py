@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from cpevents.kafka.clients import producer_config
-from cpevents.settings import Settings
+from plumbing.kafka.clients import producer_config
+from plumbing.settings import Settings
 from schemas.event import Event
 from schemas.serde import Serde
 

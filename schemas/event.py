@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from schemas import gojson, ids
-from schemas.catalog import SUBSYSTEM_OF, EventType, parse_event_type
 from schemas.errors import ContractError
+from schemas.event_types import SUBSYSTEM_OF, EventType, parse_event_type
 from schemas.timestamps import format_rfc3339, parse_rfc3339, to_utc, utc_now
 
 _TRUSTED_PAYLOAD: ContextVar[bool] = ContextVar("trusted_payload", default=False)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import INSTANCE, new_id
 
 

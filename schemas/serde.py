@@ -21,8 +21,8 @@ import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from schemas.avro import schema_dict, schema_str
-from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from schemas.avsc import schema_dict, schema_str
+from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.timestamps import to_epoch_micros
 from schemas.transcode import (

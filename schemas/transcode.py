@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from schemas.catalog import EventType
+from schemas.event_types import EventType
 
 # Byte classes inside a JSON string: 1 = written as is by Go and by our encoder; 2 = non-ASCII
 # (part of a UTF-8 sequence, checked as a whole); 0 = needs escaping or ends the string.

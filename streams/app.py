@@ -20,8 +20,8 @@ import faust
 from faust.sensors import Monitor
 from faust.types import TP, EventT, Message, StreamT
 
-from cpevents.kafka.clients import bootstrap
-from cpevents.settings import Settings
+from plumbing.kafka.clients import bootstrap
+from plumbing.settings import Settings
 from schemas.serde import Serde
 from streams.commits import CommitSafeApp
 from streams.webhook_config import WebhookConfig

@@ -12,8 +12,8 @@ import logging
 
 from confluent_kafka import Message
 
-from cpevents.kafka.view import CompactedTopicView
-from cpevents.settings import Settings
+from plumbing.kafka.view import CompactedTopicView
+from plumbing.settings import Settings
 from schemas.serde import AvroCodec, DecodeError
 from schemas.webhook import Webhook
 from streams.matching import WebhookIndex

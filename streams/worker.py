@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import faust
 
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from schemas.serde import Serde
 from streams.app import StreamsContext, WorkerOptions, create_app, events_topic, load_processor
-from streams.router import RouterAgent, install_router
+from streams.router_agent import RouterAgent, install_router
 from streams.webhook_config import WebhookConfig
 
 log = logging.getLogger(__name__)

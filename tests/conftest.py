@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cpevents.kafka.resolve import kafka_cluster
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
+from cpevents.localkafka.resolve import kafka_cluster
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from schemas.secrets import generate_encryption_key
 
 pytest_plugins = ["tests.fixtures_registry", "tests.fixtures_delivery"]

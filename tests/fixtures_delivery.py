@@ -18,11 +18,11 @@ import pytest
 from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
-from cpevents.kafka.clients import consumer_config, producer_config
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
+from plumbing.kafka.clients import consumer_config, producer_config
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from schemas import ids
-from schemas.delivery import DeliveryTask
+from schemas.delivery_records import DeliveryTask
 from schemas.event import Event
 from schemas.secrets import SecretBox, generate_secret
 from schemas.serde import Serde

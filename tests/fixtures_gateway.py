@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from producers.gateway.server import serve
 from schemas.serde import Serde
 from tests.conftest import make_settings

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cpevents.settings import Settings
-from schemas.registry.server import RegistryThread
+from plumbing.settings import Settings
+from registry.server import RegistryThread
 
 
 def registry_settings(kafka_bootstrap: str, topic: str | None = None) -> Settings:

@@ -11,10 +11,10 @@ from confluent_kafka import KafkaError, Message, Producer
 from typer.testing import CliRunner, Result
 
 from cpevents.cli import app
-from cpevents.kafka.clients import producer_config
-from cpevents.settings import Settings
-from schemas.catalog import EventType
+from plumbing.kafka.clients import producer_config
+from plumbing.settings import Settings
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import INSTANCE, new_id
 from schemas.serde import Serde
 

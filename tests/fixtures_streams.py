@@ -30,9 +30,9 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from cpevents.kafka.clients import admin_config, consumer_config, producer_config
-from cpevents.settings import Settings
-from schemas.avro import schema_str
+from plumbing.kafka.clients import admin_config, consumer_config, producer_config
+from plumbing.settings import Settings
+from schemas.avsc import schema_str
 from schemas.event import Event
 from schemas.ids import WEBHOOK, new_id
 from schemas.serde import Serde

@@ -7,8 +7,8 @@ import uuid
 
 from confluent_kafka import Consumer, Message
 
-from cpevents.kafka.clients import consumer_config
-from cpevents.settings import Settings
+from plumbing.kafka.clients import consumer_config
+from plumbing.settings import Settings
 
 
 def read_all(

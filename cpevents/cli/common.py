@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)

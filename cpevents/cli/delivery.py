@@ -13,7 +13,7 @@ from rich.table import Table
 
 from cpevents.cli import app, worker_app
 from cpevents.cli.common import console, err_console, load_settings
-from delivery.deadletters import DeadLetterFilter, read_dead_letters, redrive
+from delivery.dlt_admin import DeadLetterFilter, read_dead_letters, redrive
 from delivery.worker import DeliveryWorker
 from schemas.errors import ContractError
 from schemas.timestamps import parse_rfc3339

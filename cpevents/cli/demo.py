@@ -28,7 +28,7 @@ from rich.table import Table
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
 from cpevents.cli.dev import platform_services
-from cpevents.kafka.local import free_port
+from cpevents.localkafka.broker import free_port
 from cpevents.stack import LocalStack, StackError, StackPorts, throwaway_environment
 from delivery.signing import WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP, signature
 from schemas.samples import sample_events

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
-from cpevents.settings import Settings
 from cpevents.stack import (
     LocalStack,
     Service,
@@ -22,6 +21,7 @@ from cpevents.stack import (
     group_ready,
     http_ok,
 )
+from plumbing.settings import Settings
 
 dev_app = typer.Typer(help="Run the whole platform locally.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")

@@ -6,9 +6,9 @@ import typer
 
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
-from cpevents.kafka.clients import bootstrap
-from cpevents.kafka.local import BrokerError, default_broker, is_ready
-from cpevents.kafka.topics import ensure_topics
+from cpevents.localkafka.broker import BrokerError, default_broker, is_ready
+from plumbing.kafka.clients import bootstrap
+from plumbing.kafka.topic_admin import ensure_topics
 
 kafka_app = typer.Typer(help="Run the local Kafka broker (KRaft, from Maven Central jars).")
 topics_app = typer.Typer(help="Manage the catalog's topics.")

@@ -10,7 +10,7 @@ import typer
 
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
-from schemas.registry.server import start_registry
+from registry.server import start_registry
 
 
 @app.command()

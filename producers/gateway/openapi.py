@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from producers.gateway.validation import MAX_BATCH, MAX_LIST_LIMIT, MAX_URL_LENGTH
-from schemas.catalog import SYSTEM_EVENT_TYPES, EventType
-from schemas.delivery import DeliveryStatus
+from schemas.delivery_records import DeliveryStatus
+from schemas.event_types import SYSTEM_EVENT_TYPES, EventType
 
 _TYPES = [str(t) for t in EventType if t not in SYSTEM_EVENT_TYPES]  # what callers may send
 

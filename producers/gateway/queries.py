@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from producers.gateway.validation import DeliveryQuery
-from schemas.delivery import WebhookDelivery
+from schemas.delivery_records import WebhookDelivery
 from schemas.webhook import Webhook
 
 

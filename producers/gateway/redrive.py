@@ -12,9 +12,9 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from cpevents.kafka.clients import consumer_config
-from cpevents.kafka.deadletter import message_headers, redrive_record
-from cpevents.settings import Settings
+from plumbing.kafka.clients import consumer_config
+from plumbing.kafka.deadletter import message_headers, redrive_record
+from plumbing.settings import Settings
 from producers.async_producer import AsyncProducer
 from schemas.serde import DecodeError, Serde
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from cpevents.kafka.clients import producer_config
-from cpevents.settings import Settings
+from plumbing.kafka.clients import producer_config
+from plumbing.settings import Settings
 from producers.async_producer import AsyncProducer, PublishError, Record
 from producers.gateway import openapi
 from producers.gateway.auth import Principal, TokenAuth
@@ -38,7 +38,7 @@ from producers.gateway.webhook_ops import (
     update_webhook,
     with_secret,
 )
-from schemas.delivery import DeliveryStatus
+from schemas.delivery_records import DeliveryStatus
 from schemas.event import Event
 from schemas.secrets import SecretBox
 from schemas.serde import Serde

@@ -8,10 +8,10 @@ from typing import Generic, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from cpevents.kafka.view import CompactedTopicView
-from cpevents.settings import Settings
+from plumbing.kafka.view import CompactedTopicView
+from plumbing.settings import Settings
 from producers.async_producer import AsyncProducer
-from schemas.delivery import WebhookDelivery
+from schemas.delivery_records import WebhookDelivery
 from schemas.serde import AvroCodec, Serde
 from schemas.webhook import Webhook
 

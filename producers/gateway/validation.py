@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 from producers.gateway.problems import Problem, bad_request, unprocessable
 from schemas import ids
-from schemas.catalog import SYSTEM_EVENT_TYPES, EventType
-from schemas.delivery import DeliveryStatus
+from schemas.delivery_records import DeliveryStatus
 from schemas.errors import ContractError
 from schemas.event import Event
+from schemas.event_types import SYSTEM_EVENT_TYPES, EventType
 from schemas.timestamps import format_rfc3339, utc_now
 
 MAX_BATCH = 1000

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from schemas.catalog import SUBSYSTEM_OF, SUBSYSTEMS, EventType
-from schemas.delivery import DeliveryTask, WebhookDelivery
+from schemas.delivery_records import DeliveryTask, WebhookDelivery
 from schemas.errors import ContractError
 from schemas.event import Event
+from schemas.event_types import SUBSYSTEM_OF, SUBSYSTEMS, EventType
 from schemas.transcode import EventJson
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from cpevents.kafka.deadletter import DeadLetter, header_map, parse_dead_letter
-from schemas.delivery import DeliveryTask, WebhookDelivery
+from plumbing.kafka.deadletter import DeadLetter, header_map, parse_dead_letter
+from schemas.delivery_records import DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.serde import DecodeError, Serde
 from schemas.transcode import EventJson

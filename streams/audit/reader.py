@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from cpevents.kafka.clients import consumer_config
-from cpevents.settings import Settings
+from plumbing.kafka.clients import consumer_config
+from plumbing.settings import Settings
 from streams.audit.merge import BoundedMerge
 from streams.audit.timerange import TimeRange
 

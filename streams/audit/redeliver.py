@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from cpevents.kafka.clients import producer_config
-from cpevents.kafka.view import CompactedTopicView
-from cpevents.settings import Settings
-from schemas.delivery import DeliveryTask
+from plumbing.kafka.clients import producer_config
+from plumbing.kafka.view import CompactedTopicView
+from plumbing.settings import Settings
+from schemas.delivery_records import DeliveryTask
 from schemas.errors import ContractError
 from schemas.event import Event
 from schemas.serde import DecodeError, Serde

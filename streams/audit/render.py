@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from schemas import gojson
-from schemas.delivery import DeliveryTask, WebhookDelivery
+from schemas.delivery_records import DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.timestamps import format_rfc3339
 from schemas.transcode import EventJson

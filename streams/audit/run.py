@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 from schemas.serde import Serde
 from streams.audit.filters import RecordFilter
 from streams.audit.pipeline import (

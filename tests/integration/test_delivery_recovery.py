@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 
-from cpevents.kafka.deadletter import message_headers, parse_dead_letter
 from delivery.worker import DeliveryWorker
-from schemas.delivery import DeliveryStatus
+from plumbing.kafka.deadletter import message_headers, parse_dead_letter
+from schemas.delivery_records import DeliveryStatus
 from tests.conftest import settings_env
 from tests.fixtures_delivery import (
     Feeder,

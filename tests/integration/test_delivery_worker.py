@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from cpevents.kafka.deadletter import message_headers, parse_dead_letter
-from cpevents.settings import Settings
 from delivery.retry_headers import parse_retry_state
 from delivery.sender import USER_AGENT
 from delivery.worker import DeliveryWorker
-from schemas.catalog import EventType
-from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from plumbing.kafka.deadletter import message_headers, parse_dead_letter
+from plumbing.settings import Settings
+from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
+from schemas.event_types import EventType
 from tests.fixtures_delivery import (
     Feeder,
     Receiver,

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from cpevents.kafka.local import free_port
+from cpevents.localkafka.broker import free_port
 from schemas.secrets import generate_encryption_key
 from tests.fixtures_delivery import Receiver, eventually
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from cpevents.kafka.clients import admin_config
-from cpevents.kafka.local import free_port
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
+from cpevents.localkafka.broker import free_port
+from plumbing.kafka.clients import admin_config
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from producers.publisher import EventPublisher
-from schemas.catalog import SUBSYSTEMS, EventType
 from schemas.event import Event
+from schemas.event_types import SUBSYSTEMS, EventType
 from schemas.serde import Serde
 from tests.kafka_helpers import read_all
 

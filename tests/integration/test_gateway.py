@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cpevents.kafka.clients import consumer_config
-from schemas.catalog import EventType
+from plumbing.kafka.clients import consumer_config
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.secrets import SecretBox
 from schemas.timestamps import parse_rfc3339
 from tests.fixtures_gateway import ADMIN_TOKEN, MAX_BODY, RunningGateway

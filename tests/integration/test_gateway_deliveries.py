@@ -7,11 +7,11 @@ import time
 
 from confluent_kafka import Producer
 
-from cpevents.kafka.clients import producer_config
-from cpevents.kafka.deadletter import dead_letter_headers
-from schemas.catalog import EventType
-from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from plumbing.kafka.clients import producer_config
+from plumbing.kafka.deadletter import dead_letter_headers
+from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import WEBHOOK, new_id
 from tests.fixtures_gateway import RunningGateway
 from tests.fixtures_gateway import gateway as gateway  # fixture

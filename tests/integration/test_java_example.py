@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cpevents.settings import Settings
-from schemas.avro import schema_str
-from schemas.catalog import CATALOG_DIR
+from plumbing.settings import Settings
+from schemas.avsc import schema_str
 from schemas.event import Event
+from schemas.event_types import CATALOG_DIR
 from schemas.serde import Serde
 from tests.kafka_helpers import read_all
 

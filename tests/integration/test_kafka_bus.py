@@ -6,11 +6,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from cpevents.kafka.deadletter import parse_dead_letter
-from cpevents.settings import Settings
+from plumbing.kafka.deadletter import parse_dead_letter
+from plumbing.settings import Settings
 from producers.kafka_bus import KafkaBus, RetryPolicy
-from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.serde import Serde
 from tests.kafka_helpers import read_all
 
@@ -120,7 +120,7 @@ async def test_undecodable_record_is_parked_and_does_not_stop_the_subscription(
 ) -> None:
     from confluent_kafka import Producer
 
-    from cpevents.kafka.clients import producer_config
+    from plumbing.kafka.clients import producer_config
 
     serde = Serde(settings.schema_registry_url)
     topic = settings.topics.events("instance")

@@ -8,16 +8,16 @@ import os
 import subprocess
 import sys
 
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 from producers.kafka_bus import KafkaBus
-from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.serde import Serde
 from tests.integration.test_kafka_bus import collector, eventually
 
 PUBLISHER = """
 import asyncio, sys
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 from producers.kafka_bus import KafkaBus
 from schemas.event import Event
 

@@ -13,12 +13,12 @@ from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from cpevents.kafka.clients import producer_config
-from cpevents.settings import Settings
-from schemas.avro import schema_names, schema_str
-from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from plumbing.kafka.clients import producer_config
+from plumbing.settings import Settings
+from registry.canonical import parse_schema
+from schemas.avsc import schema_names, schema_str
+from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.ids import new_id
-from schemas.registry.canonical import parse_schema
 from schemas.samples import sample_events
 from schemas.serde import Serde
 from schemas.webhook import EncryptedSecret, Webhook

@@ -11,11 +11,11 @@ from typing import Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from cpevents.kafka.view import CompactedTopicView
-from schemas.avro import schema_names, schema_str
-from schemas.registry.records import decode
-from schemas.registry.server import RegistryThread
-from schemas.registry.store import WRITER_HEADER
+from plumbing.kafka.view import CompactedTopicView
+from registry.records import decode
+from registry.server import RegistryThread
+from registry.store import WRITER_HEADER
+from schemas.avsc import schema_names, schema_str
 from tests.fixtures_registry import registry_settings
 
 

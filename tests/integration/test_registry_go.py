@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cpevents.kafka.clients import consumer_config, producer_config
-from cpevents.settings import Settings
-from schemas.avro import AVRO_DIR
-from schemas.catalog import EventType
+from plumbing.kafka.clients import consumer_config, producer_config
+from plumbing.settings import Settings
+from schemas.avsc import AVRO_DIR
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.serde import Serde
 
 GO_DIR = Path(__file__).resolve().parents[2] / "producers" / "examples" / "go"

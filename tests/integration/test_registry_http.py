@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from schemas.registry.app import CONTENT_TYPE, DEFAULT_MAX_BODY_BYTES
+from registry.app import CONTENT_TYPE, DEFAULT_MAX_BODY_BYTES
 
 SCHEMA = json.dumps({"type": "record", "name": "H", "fields": [{"name": "a", "type": "long"}]})
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Producer
 
-from cpevents.kafka import deadletter
-from cpevents.kafka.clients import producer_config
-from cpevents.settings import Settings
-from schemas.catalog import EventType
-from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from plumbing.kafka import deadletter
+from plumbing.kafka.clients import producer_config
+from plumbing.settings import Settings
+from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import WEBHOOK, new_id
 from schemas.serde import Serde
 from tests.fixtures_replay import invoke_replay

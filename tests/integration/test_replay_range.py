@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
 from schemas.event import Event
 from schemas.serde import Serde
 from streams.audit import (

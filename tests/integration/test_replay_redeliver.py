@@ -12,13 +12,13 @@ from aiohttp import web
 from confluent_kafka import Consumer, Producer, TopicPartition
 from standardwebhooks import Webhook as StandardWebhook
 
-from cpevents.kafka.clients import consumer_config, producer_config
-from cpevents.kafka.topics import ensure_topics
-from cpevents.settings import Settings
 from delivery.worker import DeliveryWorker
-from schemas.catalog import EventType
-from schemas.delivery import DeliveryTask
+from plumbing.kafka.clients import consumer_config, producer_config
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.settings import Settings
+from schemas.delivery_records import DeliveryTask
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import WEBHOOK, delivery_id, new_id
 from schemas.secrets import SecretBox, generate_secret
 from schemas.serde import Serde

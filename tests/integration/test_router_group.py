@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from cpevents.settings import Settings
-from schemas.catalog import EventType
+from plumbing.settings import Settings
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import delivery_id
 from schemas.serde import Serde
 from streams.app import app_id

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cpevents.settings import Settings
-from schemas.catalog import EventType
+from plumbing.settings import Settings
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.serde import Serde
 from tests.fixtures_streams import WorkerProcess, publish, wait_until
 

@@ -8,11 +8,11 @@ from typing import cast
 
 import pytest
 
-from cpevents.kafka.deadletter import parse_dead_letter
-from cpevents.settings import Settings
-from schemas.catalog import SUBSYSTEMS, EventType, subsystem_of
-from schemas.delivery import DeliveryTask
+from plumbing.kafka.deadletter import parse_dead_letter
+from plumbing.settings import Settings
+from schemas.delivery_records import DeliveryTask
 from schemas.event import Event
+from schemas.event_types import SUBSYSTEMS, EventType, subsystem_of
 from schemas.ids import delivery_id
 from schemas.samples import sample_events
 from schemas.serde import Serde
@@ -106,7 +106,7 @@ def test_routes_all_subsystems_and_dead_letters_poison_records(
             for fragment, letter in zip(poison, letters, strict=True):
                 assert fragment in letter.reason
                 assert letter.original_topic == instance_topic
-                assert letter.source == "streams.router"
+                assert letter.source == "streams.router_agent"
             assert [m.value() or b"" for m in dead.messages] == list(poison.values())
         finally:
             dead.close()

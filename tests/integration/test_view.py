@@ -6,9 +6,9 @@ import threading
 
 from confluent_kafka import Message, Producer
 
-from cpevents.kafka.clients import producer_config
-from cpevents.kafka.view import CompactedTopicView
-from cpevents.settings import Settings
+from plumbing.kafka.clients import producer_config
+from plumbing.kafka.view import CompactedTopicView
+from plumbing.settings import Settings
 
 
 def _decode(message: Message) -> tuple[str, str | None]:

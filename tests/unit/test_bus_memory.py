@@ -7,9 +7,9 @@ import pytest
 from producers.app import App, with_event_bus
 from producers.bus import Bus
 from producers.memory_bus import BusClosedError, MemoryBus
-from schemas.catalog import EventType
 from schemas.errors import ContractError
 from schemas.event import Event
+from schemas.event_types import EventType
 
 
 def event(event_type: EventType = EventType.INSTANCE_CREATED, tenant: str = "ten_1") -> Event:

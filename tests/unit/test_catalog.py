@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import json
 
-from schemas.catalog import CATALOG_DIR, SUBSYSTEMS, EventType, Topics, subsystem_of
+from schemas.event_types import CATALOG_DIR, SUBSYSTEMS, EventType, subsystem_of
+from schemas.topics import Topics
 
 ARCHITECTURE_TYPES = {
     "instance": [

@@ -12,7 +12,7 @@ import typer.main
 import yaml
 
 from cpevents.cli import app
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from cpevents.settings import Settings
 from delivery.deadlines import Deadlines
 from delivery.outcome import Verdict
 from delivery.sender import Sender
+from plumbing.settings import Settings
 
 
 class Clock:

@@ -10,8 +10,8 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from delivery.signing import signature_headers
-from schemas.catalog import EventType
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.secrets import generate_secret
 
 

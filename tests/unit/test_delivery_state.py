@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cpevents.kafka.deadletter import REDRIVE_STRIPPED_PREFIXES, redrive_record
 from delivery.health import BreakerState, CircuitBreakers, FailureWindows
 from delivery.offsets import Outputs, PartitionProgress
 from delivery.retry_headers import FRESH, RetryState, parse_retry_state, without_retry_headers
 from delivery.worker import _Job
+from plumbing.kafka.deadletter import REDRIVE_STRIPPED_PREFIXES, redrive_record
 
 
 def test_commit_stays_below_the_lowest_unfinished() -> None:

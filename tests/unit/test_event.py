@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from schemas.catalog import EventType
 from schemas.errors import ContractError
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import new_id
 
 INSTANCE = "inst_01h455vb4pex5vsknk084sn02q"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpevents.kafka.local import _kafka_cluster_id
+from cpevents.localkafka.broker import _kafka_cluster_id
 
 
 def test_a_new_cluster_id_never_starts_with_a_dash(tmp_path: Path) -> None:

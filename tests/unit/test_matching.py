@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.catalog import EventType
+from schemas.event_types import EventType
 from schemas.ids import WEBHOOK, new_id
 from schemas.webhook import Webhook
 from streams.matching import Subscription, WebhookIndex, matches

@@ -7,12 +7,11 @@ import json
 
 import pytest
 
-from schemas.avro import schema_names, schema_str
-from schemas.registry.canonical import parse_schema
-from schemas.registry.compatibility import Level, check
-from schemas.registry.errors import RegistryError, incompatible
-from schemas.registry.params import page, parse_bool, parse_id, parse_version
-from schemas.registry.records import (
+from registry.canonical import parse_schema
+from registry.compatibility import Level, check
+from registry.errors import RegistryError, incompatible
+from registry.params import page, parse_bool, parse_id, parse_version
+from registry.records import (
     ConfigRecord,
     SchemaRecord,
     Write,
@@ -20,7 +19,8 @@ from schemas.registry.records import (
     config_key,
     decode,
 )
-from schemas.registry.state import LATEST
+from registry.state import LATEST
+from schemas.avsc import schema_names, schema_str
 
 OLD = parse_schema('{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}')
 # Adds a field with a default: new readers fill it in, old readers skip it.

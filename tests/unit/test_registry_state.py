@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from schemas.registry.canonical import parse_schema
-from schemas.registry.compatibility import Level
-from schemas.registry.errors import RegistryError
-from schemas.registry.records import Write
-from schemas.registry.state import LATEST, RegistryState, WritePlan
+from registry.canonical import parse_schema
+from registry.compatibility import Level
+from registry.errors import RegistryError
+from registry.records import Write
+from registry.state import LATEST, RegistryState, WritePlan
 
 
 def record_schema(*fields: tuple[str, object, object]) -> str:

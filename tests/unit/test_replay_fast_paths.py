@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import gojson
-from schemas.avro import schema_dict
-from schemas.catalog import EventType
+from schemas.avsc import schema_dict
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import new_id
 from schemas.serde import HEADER_SIZE, DecodeError, Serde, flat_record_reader
 from schemas.timestamps import format_rfc3339

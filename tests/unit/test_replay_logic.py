@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cpevents.kafka import deadletter
-from schemas.catalog import EventType
-from schemas.delivery import DeliveryTask
+from plumbing.kafka import deadletter
+from schemas.delivery_records import DeliveryTask
 from schemas.errors import ContractError
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import WEBHOOK, new_id
 from schemas.serde import Serde
 from schemas.webhook import Webhook

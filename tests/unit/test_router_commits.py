@@ -10,7 +10,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 from streams.app import WorkerOptions, create_app
 from streams.commits import CommitSafeConsumer
 

@@ -10,14 +10,14 @@ from typing import cast
 import pytest
 from confluent_kafka import Message
 
-from cpevents.kafka.deadletter import dead_letter_headers, parse_dead_letter
-from schemas.catalog import Topics
+from plumbing.kafka.deadletter import dead_letter_headers, parse_dead_letter
 from schemas.ids import delivery_id
 from schemas.samples import sample_events
 from schemas.serde import Serde
+from schemas.topics import Topics
+from streams.fanout import RegistryUnavailable, Router
 from streams.matching import WebhookIndex
-from streams.router import FaustRecord
-from streams.routing import RegistryUnavailable, Router
+from streams.router_agent import FaustRecord
 from tests.fixtures_streams import make_webhook, poison_values
 
 TOPICS = Topics(prefix="unit.")
@@ -99,10 +99,10 @@ def test_faust_message_coordinates_feed_the_dead_letter_headers() -> None:
         headers=[("traceparent", b"00-abc")],
     )
     headers = dead_letter_headers(
-        cast(Message, FaustRecord(message)), "bad bytes", "streams.router", 5
+        cast(Message, FaustRecord(message)), "bad bytes", "streams.router_agent", 5
     )
     parsed = parse_dead_letter(headers)
-    assert (parsed.reason, parsed.source) == ("bad bytes", "streams.router")
+    assert (parsed.reason, parsed.source) == ("bad bytes", "streams.router_agent")
     assert (parsed.original_topic, parsed.original_partition, parsed.original_offset) == (
         "unit.events.instance",
         2,

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from typeid import TypeID
 
-from schemas.catalog import EventType
-from schemas.delivery import DeliveryTask
+from schemas.delivery_records import DeliveryTask
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import _DELIVERY_NAMESPACE, WEBHOOK, delivery_id, new_id
 from schemas.samples import sample_events
 from schemas.serde import DecodeError, Serde

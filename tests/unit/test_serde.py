@@ -10,8 +10,8 @@ import pytest
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from schemas.avro import schema_str
-from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from schemas.avsc import schema_str
+from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.ids import delivery_id, new_id
 from schemas.samples import sample_events

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from schemas import gojson, ids, transcode
-from schemas.avro import schema_dict
-from schemas.catalog import EventType
-from schemas.delivery import DeliveryStatus, DeliveryTask, WebhookDelivery
+from schemas.avsc import schema_dict
+from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.ids import new_id
 from schemas.serde import DecodeError, Serde, flat_record_reader, webhook_delivery_body
 from schemas.timestamps import from_epoch_micros, to_epoch_micros

@@ -18,15 +18,15 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException, Message, Producer
 
-from cpevents.kafka.clients import producer_config
-from cpevents.kafka.topics import ensure_topics
-from cpevents.kafka.view import CompactedTopicView
-from cpevents.settings import Settings
-from schemas.catalog import TopicSpec
-from schemas.registry import errors, records
-from schemas.registry.election import WriterElection
-from schemas.registry.records import Record, Write, WriterRecord
-from schemas.registry.state import RegistryState, WritePlan
+from plumbing.kafka.clients import producer_config
+from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.kafka.view import CompactedTopicView
+from plumbing.settings import Settings
+from registry import errors, records
+from registry.election import WriterElection
+from registry.records import Record, Write, WriterRecord
+from registry.state import RegistryState, WritePlan
+from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from types import TracebackType
 
 from aiohttp import web
 
-from cpevents.settings import Settings
-from schemas.registry.app import DEFAULT_MAX_BODY_BYTES, create_app
-from schemas.registry.store import KafkaStore
+from plumbing.settings import Settings
+from registry.app import DEFAULT_MAX_BODY_BYTES, create_app
+from registry.store import KafkaStore
 
 
 @dataclass

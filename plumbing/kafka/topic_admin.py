@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
-from cpevents.kafka.clients import admin_config
-from cpevents.settings import Settings
-from schemas.catalog import TopicSpec
+from plumbing.kafka.clients import admin_config
+from plumbing.settings import Settings
+from schemas.topics import TopicSpec
 
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # the library has no annotation
 

@@ -3,5 +3,5 @@
 Pure bookkeeping (``canonical``, ``compatibility``, ``records``, ``state``, ``params``,
 ``errors``) is separate from I/O (``store``: the Kafka topic and the writer election;
 ``app``: the aiohttp API; ``server``: running it). Embed it with
-:func:`schemas.registry.server.start_registry` or :class:`schemas.registry.server.RegistryThread`.
+:func:`registry.server.start_registry` or :class:`registry.server.RegistryThread`.
 """

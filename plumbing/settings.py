@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from schemas.catalog import Topics
+from schemas.topics import Topics
 
 KAFKA_VERSION = "4.1.1"
 

@@ -19,15 +19,15 @@ from typing import Any, cast
 import faust
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message, Producer
 
-from cpevents.kafka.clients import producer_config
-from cpevents.kafka.deadletter import dead_letter_headers
+from plumbing.kafka.clients import producer_config
+from plumbing.kafka.deadletter import dead_letter_headers
 from streams.app import StreamsContext
-from streams.routing import RegistryUnavailable, Router
+from streams.fanout import RegistryUnavailable, Router
 from streams.writer import BatchWriter, OutRecord
 
 log = logging.getLogger(__name__)
 
-SOURCE = "streams.router"
+SOURCE = "streams.router_agent"
 # What a worker does when it cannot prove a batch was written: exit without committing.
 EXIT_UNCONFIRMED = 70
 _LAST_CHANCE_FLUSH_S = 10.0

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
-from cpevents.kafka.clients import consumer_config
-from cpevents.settings import Settings
+from plumbing.kafka.clients import consumer_config
+from plumbing.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from schemas.delivery import DeliveryTask
+from schemas.delivery_records import DeliveryTask
 from schemas.ids import delivery_id
 from schemas.serde import DecodeError, Serde
 from streams.matching import WebhookIndex

@@ -18,19 +18,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from schemas.registry import errors
-from schemas.registry.canonical import ParsedSchema, parse_schema
-from schemas.registry.compatibility import Level
-from schemas.registry.errors import RegistryError
-from schemas.registry.params import (
+from registry import errors
+from registry.canonical import ParsedSchema, parse_schema
+from registry.compatibility import Level
+from registry.errors import RegistryError
+from registry.params import (
     page,
     parse_id,
     parse_version,
     query_bool,
     query_int,
 )
-from schemas.registry.state import RegistryState, WritePlan, version_payload
-from schemas.registry.store import KafkaStore, NotWriterError
+from registry.state import RegistryState, WritePlan, version_payload
+from registry.store import KafkaStore, NotWriterError
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.registry import errors
-from schemas.registry.canonical import ParsedSchema, load_schema
-from schemas.registry.compatibility import DEFAULT_LEVEL, Level, check, pair_problems
-from schemas.registry.records import (
+from registry import errors
+from registry.canonical import ParsedSchema, load_schema
+from registry.compatibility import DEFAULT_LEVEL, Level, check, pair_problems
+from registry.records import (
     ConfigRecord,
     Record,
     SchemaRecord,

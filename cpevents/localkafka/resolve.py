@@ -7,8 +7,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from cpevents.kafka.local import LocalBroker, free_port
-from cpevents.settings import Settings
+from cpevents.localkafka.broker import LocalBroker, free_port
+from plumbing.settings import Settings
 
 # Kafka 4.x in KRaft mode; Confluent Platform 8.0 ships Apache Kafka 4.0.
 KAFKA_IMAGE = "confluentinc/cp-kafka:8.0.0"

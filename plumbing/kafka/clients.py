@@ -6,7 +6,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message
 
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 
 
 def bootstrap(settings: Settings) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from schemas.registry import errors
-from schemas.registry.state import LATEST
+from registry import errors
+from registry.state import LATEST
 
 MAX_VERSION = 2**31 - 1
 

@@ -8,8 +8,8 @@ from enum import StrEnum
 
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from schemas.registry.canonical import ParsedSchema
-from schemas.registry.errors import invalid_compatibility_level
+from registry.canonical import ParsedSchema
+from registry.errors import invalid_compatibility_level
 
 
 class Level(StrEnum):

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
-from cpevents.kafka.clients import consumer_config, producer_config
-from cpevents.kafka.deadletter import (
+from plumbing.kafka.clients import consumer_config, producer_config
+from plumbing.kafka.deadletter import (
     FAILED_AT,
     DeadLetter,
     HeaderList,
@@ -18,7 +18,7 @@ from cpevents.kafka.deadletter import (
     parse_dead_letter,
     redrive_record,
 )
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 import avro.name
 import avro.schema
 
-from schemas.registry.errors import invalid_schema
+from registry.errors import invalid_schema
 
 AVRO = "AVRO"
 

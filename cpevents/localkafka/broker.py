@@ -22,7 +22,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from cpevents.settings import Settings
+from plumbing.settings import Settings
 
 _POM_TEMPLATE = Path(__file__).with_name("pom.xml")
 _PR_SET_PDEATHSIG = 1

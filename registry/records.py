@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from schemas.registry.canonical import parse_schema
-from schemas.registry.errors import RegistryError
+from registry.canonical import parse_schema
+from registry.errors import RegistryError
 
 T = TypeVar("T")
 

@@ -23,8 +23,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from cpevents.kafka.clients import consume_available, consumer_config
-from cpevents.settings import Settings
+from plumbing.kafka.clients import consume_available, consumer_config
+from plumbing.settings import Settings
 
 V = TypeVar("V")
 

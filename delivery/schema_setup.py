@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from schemas.catalog import EventType, Topics
+from schemas.event_types import EventType
 from schemas.serde import Serde
+from schemas.topics import Topics
 
 
 def register_schemas(serde: Serde, topics: Topics) -> None:

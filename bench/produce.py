@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from cpevents.localkafka.resolve import kafka_cluster
 from plumbing.kafka.clients import producer_config
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from producers.kafka_bus import KafkaBus
 from schemas.event import Event
@@ -85,7 +86,7 @@ def main() -> None:
             }
         )
         ensure_topics(settings)
-        serde = Serde(settings.schema_registry_url)
+        serde = serde_for(settings)
         events = make_events(args.events)
         topic = settings.topics.for_event_type(EventType.INSTANCE_SCALED)
         records = [(topic, e.tenant_id.encode(), serde.events.encode(e, topic)) for e in events]

@@ -35,6 +35,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from cpevents.localkafka.resolve import kafka_cluster
 from plumbing.kafka.clients import admin_config, consumer_config, producer_config
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.event import Event
 from schemas.event_types import EventType
@@ -77,14 +78,10 @@ def produce(settings: Settings, serde: Serde, count: int, base_ms: int) -> None:
     assert producer.flush(60) == 0
 
 
-def bare_read(
-    settings: Settings,
-    topics: list[str],
-    window: TimeRange,
-    decode: Callable[[bytes, str], object] | None,
-) -> int:
-    """Records of ``window`` in ``topics``, read as plainly as confluent-kafka allows."""
-    consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex}", **READ_CONFIG))
+def _window_assignment(
+    consumer: Consumer, topics: list[str], window: TimeRange
+) -> tuple[list[TopicPartition], dict[tuple[str, int], int]]:
+    """Where each partition's part of ``window`` starts, and the offset it ends before."""
     partitions = []
     for topic in topics:
         for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
@@ -105,6 +102,18 @@ def bare_read(
         if end > first:
             ends[(tp.topic, tp.partition)] = end
             assignment.append(TopicPartition(tp.topic, tp.partition, first))
+    return assignment, ends
+
+
+def bare_read(
+    settings: Settings,
+    topics: list[str],
+    window: TimeRange,
+    decode: Callable[[bytes, str], object] | None,
+) -> int:
+    """Records of ``window`` in ``topics``, read as plainly as confluent-kafka allows."""
+    consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex}", **READ_CONFIG))
+    assignment, ends = _window_assignment(consumer, topics, window)
     consumer.assign(assignment)
     count = 0
     while ends:
@@ -190,7 +199,7 @@ def main() -> None:
 
 def run_bench(settings: Settings, events: int, rounds: int) -> None:
     """Produce ``events`` once, then time every reader over them ``rounds`` times."""
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     base_ms = int(time.time() * 1000) - 3_600_000
     print(f"producing {events} events over 3 topics x {settings.partitions} partitions…")
     produce(settings, serde, events, base_ms)

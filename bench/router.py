@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cpevents.localkafka.resolve import kafka_cluster
 from plumbing.kafka.clients import consumer_config, producer_config
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from registry.server import RegistryThread
 from schemas.event import Event
 from schemas.event_types import EventType
-from schemas.serde import Serde
 from streams.fanout import Router
 from streams.matching import WebhookIndex
 from tests.fixtures_streams import WorkerProcess, make_webhook, produce, put_webhooks
@@ -121,7 +121,7 @@ def run(count: int, profile: bool) -> None:
     """Write ``count`` events, then measure the ceiling, the routing work and the worker."""
     settings = Settings()
     ensure_topics(settings)
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     tenants = [f"ten_{i}" for i in range(12)]
     hooks = [make_webhook(t) for t in tenants]
     put_webhooks(settings, serde, *hooks)

@@ -1,2 +1,3 @@
-"""Shared plumbing that every component may import: settings, Kafka client factories, topic admin,
-the local broker launcher and the ``cpevents`` CLI. Domain logic does not belong here."""
+"""The top layer: the ``cpevents`` CLI and the local-stack tooling (a broker from Maven jars,
+testcontainers, ``dev up``, ``demo``). The only code that imports the components and wires them
+together; nothing below it imports it (import-linter contracts in ``pyproject.toml``)."""

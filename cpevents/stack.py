@@ -207,8 +207,16 @@ class LocalStack:
             servers = self._exit_stack.enter_context(kafka_cluster(self.base_settings))
             on_progress(f"Kafka ready at {servers}")
             return servers
+        if self.base_settings.kafka_security_protocol != "PLAINTEXT":
+            # The local broker started here is PLAINTEXT; the services would inherit the
+            # security settings and be refused.
+            raise StackError(
+                f"CPEVENTS_KAFKA_SECURITY_PROTOCOL={self.base_settings.kafka_security_protocol} "
+                "needs CPEVENTS_BOOTSTRAP_SERVERS (for a local secured broker: `cpevents kafka "
+                "start --security sasl_ssl`, then source the env file it names)"
+            )
         broker = default_broker(self.base_settings)
-        if is_ready(broker.bootstrap_servers):
+        if is_ready(broker.client_settings()):
             on_progress(f"using the running Kafka at {broker.bootstrap_servers}")
             return broker.bootstrap_servers
         try:

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer
 
-from plumbing.kafka.clients import consumer_config, producer_config
+from plumbing.kafka.clients import producer_config
 from plumbing.kafka.deadletter import (
     FAILED_AT,
     DeadLetter,
-    HeaderList,
     header_map,
     message_headers,
     parse_dead_letter,
+    present_records,
     redrive_record,
 )
+from plumbing.kafka.produce import BatchAck
 from plumbing.settings import Settings
 
 
@@ -29,7 +29,7 @@ class DeadLetterRecord:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: HeaderList
+    headers: list[tuple[str, bytes]]
     info: DeadLetter
     failed_at_ms: int
 
@@ -91,62 +91,28 @@ class DeadLetterFilter:
 def read_dead_letters(
     settings: Settings, selection: DeadLetterFilter, timeout: float = 30.0
 ) -> list[DeadLetterRecord]:
-    """Every record of the deliveries DLT present now that ``selection`` matches, in order."""
+    """Every record of the deliveries DLT present now that ``selection`` matches, ordered by
+    failure time. TimeoutError if the topic cannot be read within ``timeout`` seconds."""
+    found: list[DeadLetterRecord] = []
     topic = settings.topics.deliveries_dlt
-    consumer = Consumer(
-        consumer_config(
-            settings, f"dlt-reader-{uuid.uuid4().hex}", **{"enable.partition.eof": True}
-        )
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        partitions = sorted(metadata.topics[topic].partitions)
-        ends: dict[int, int] = {}
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout
-            )
-            if high > low:
-                ends[partition] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        found: list[DeadLetterRecord] = []
-        remaining = dict(ends)
-        while remaining:
-            message = consumer.poll(timeout)
-            if message is None:
-                raise TimeoutError(f"{topic}: no record within {timeout}s (still {remaining})")
-            partition = message.partition() or 0
-            if message.error() is None:
-                record = DeadLetterRecord.from_message(message)
-                if selection.matches(record):
-                    found.append(record)
-            position = (message.offset() or 0) + 1 if message.error() is None else ends[partition]
-            if partition in remaining and position >= remaining[partition]:
-                del remaining[partition]
-        return sorted(found, key=lambda r: (r.failed_at_ms, r.partition, r.offset))
-    finally:
-        consumer.close()
+    for message in present_records(settings, topic, timeout, "dlt-reader"):
+        record = DeadLetterRecord.from_message(message)
+        if selection.matches(record):
+            found.append(record)
+    return sorted(found, key=lambda r: (r.failed_at_ms, r.partition, r.offset))
 
 
 def redrive(settings: Settings, records: Iterable[DeadLetterRecord], timeout: float = 30.0) -> int:
-    """Send ``records`` back to the first retry tier, due at once, with a fresh ladder."""
+    """Send ``records`` back to the first retry tier, due at once, with a fresh ladder.
+
+    Returns how many were redriven. Raises PublishTimeout (a TimeoutError) if they are not
+    all acknowledged within ``timeout`` seconds, PublishError (a RuntimeError) if any failed.
+    """
     target = settings.topics.retry(settings.retry_tiers[0])
     producer = Producer(producer_config(settings))
-    errors: list[str] = []
-    count = 0
-    for record in records:
-        out = redrive_record(record.key, record.value, record.headers, topic=target)
-        producer.produce(
-            out.topic,
-            key=out.key,
-            value=out.value,
-            headers=list(out.headers),
-            on_delivery=lambda err, _msg: errors.append(err.str()) if err else None,
-        )
-        producer.poll(0)
-        count += 1
-    if producer.flush(timeout):
-        raise TimeoutError(f"{target}: redriven records not acknowledged within {timeout}s")
-    if errors:
-        raise RuntimeError(f"{target}: {len(errors)} redriven records failed: {errors[0]}")
-    return count
+    batch = BatchAck(f"records redriven to {target}")
+    batch.send_all(
+        producer,
+        (redrive_record(r.key, r.value, r.headers, topic=target) for r in records),
+    )
+    return batch.wait(producer, timeout)

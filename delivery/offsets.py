@@ -55,17 +55,26 @@ class Outputs:
     at one, a seal, so acknowledgements that arrive while the task is still producing (a full
     local queue makes the producer serve callbacks) cannot finish it early; ``seal`` drops it.
     ``done`` runs once, when the last output is acknowledged; after a failed output it never runs.
+
+    ``refused(outputs, error, record)`` hears of a refused output: False leaves the task
+    failed; True means it takes over, adding any replacement outputs (``add``) before it counts
+    the refused one as settled (``acked``). ``owner`` is whatever the caller needs to do so.
     """
 
-    __slots__ = ("_done", "_refused", "_remaining", "failed")
+    __slots__ = ("_done", "_refused", "_remaining", "failed", "owner", "replaced")
 
     def __init__(
-        self, done: Callable[[], None], refused: Callable[[Any, Any], None] | None = None
+        self,
+        done: Callable[[], None],
+        refused: Callable[[Outputs, Any, Any], bool] | None = None,
+        owner: Any = None,
     ) -> None:
         self._done = done
         self._refused = refused
         self._remaining = 1
         self.failed = False
+        self.owner = owner
+        self.replaced = False  # the task's outputs were replaced once (e.g. by a dead letter)
 
     def __call__(self, error: Any, record: Any) -> None:
         """The delivery report of one output, in the Kafka producer's ``on_delivery`` form:
@@ -73,16 +82,15 @@ class Outputs:
         if error is None:
             self._release()
             return
-        self.failed = True
-        if self._refused is not None:
-            self._refused(error, record)
+        if self._refused is None or not self._refused(self, error, record):
+            self.failed = True
 
     def add(self) -> None:
         """One more output is on its way."""
         self._remaining += 1
 
     def acked(self) -> None:
-        """One output was acknowledged."""
+        """One output was acknowledged (or settled otherwise)."""
         self._release()
 
     def fail(self) -> None:

@@ -16,6 +16,9 @@ ORIGINAL_PARTITION = "retry-original-partition"
 ORIGINAL_OFFSET = "retry-original-offset"
 LAST_ERROR = "retry-last-error"
 LAST_STATUS = "retry-last-status"
+# The ladder tier the task is at, when it waits on another tier's topic (a deferral parks it by
+# how long it waits); absent, the topic it is read from is its tier. -1: before the first tier.
+LADDER_TIER = "retry-ladder-tier"
 PREFIX = "retry-"
 
 # A header value is bounded: endpoints control error texts.
@@ -33,6 +36,7 @@ class RetryState:
     original_offset: int = -1
     last_error: str | None = None
     last_status: int = 0
+    ladder_tier: int | None = None  # see LADDER_TIER; None: the topic's tier
 
     def headers(self) -> list[tuple[str, bytes]]:
         values = [
@@ -45,6 +49,8 @@ class RetryState:
         ]
         if self.last_error:
             values.append((LAST_ERROR, self.last_error[:_MAX_ERROR]))
+        if self.ladder_tier is not None:
+            values.append((LADDER_TIER, str(self.ladder_tier)))
         return [(name, value.encode()) for name, value in values]
 
 
@@ -75,6 +81,7 @@ def parse_retry_state(headers: Sequence[tuple[str, bytes | None]] | None) -> Ret
         original_offset=number(ORIGINAL_OFFSET, -1),
         last_error=values.get(LAST_ERROR) or None,
         last_status=number(LAST_STATUS, 0),
+        ladder_tier=number(LADDER_TIER, -1) if LADDER_TIER in values else None,
     )
 
 

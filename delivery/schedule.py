@@ -55,24 +55,61 @@ class RetryLadder:
 
     def next_step(
         self,
-        current_tier: int,
+        current_tier: int | None,
         now: float,
         retry_after: float | None = None,
         rng: random.Random | None = None,
     ) -> Step | None:
-        """The tier after ``current_tier`` (-1 = first attempt), or None when the ladder is done.
+        """The tier after ``current_tier`` (None: a fresh task, so the first tier), or None when
+        the ladder is done.
 
         A ``retry_after`` longer than the next tier's delay skips ahead to the first tier that
         is at least that long (or the last one); the due time is never before ``retry_after``.
         """
-        tier = current_tier + 1
+        tier = 0 if current_tier is None else current_tier + 1
         if tier >= len(self.delays):
             return None
         if retry_after is not None:
             while tier < len(self.delays) - 1 and self.delays[tier] < retry_after:
                 tier += 1
+        return self.step_in(tier, now, retry_after, rng)
+
+    def step_in(
+        self,
+        tier: int,
+        now: float,
+        retry_after: float | None = None,
+        rng: random.Random | None = None,
+    ) -> Step:
+        """A jittered due time in ``tier`` itself, never before ``retry_after``."""
         low, high = self.delay_bounds(tier)
         delay = (rng or random).uniform(low, high)
         if retry_after is not None:
             delay = max(delay, retry_after)
         return Step(tier, now + delay)
+
+    def parking(self, until: float, now: float, rng: random.Random | None = None) -> Step:
+        """Where a task waits until ``until`` (epoch s) without sending it: a deferral.
+
+        A tier topic is read in order, so a record due later than the ones produced after it
+        would hold them up (other endpoints' retries among them), and one due earlier still
+        waits for those before it, up to a whole delay of the tier. So the task goes to the
+        longest tier no longer than the wait, due after that tier's own delay (it comes back,
+        still early, and is parked again for what is left); a wait shorter than the first tier
+        is spent in the first tier, due at ``until``. Coming back costs a record or two; a
+        longer tier than the wait would cost up to its delay in latency once the endpoint is
+        back (5 minutes for a 30-second wait with the default ladder). The jitter spreads the
+        returns of a parked burst, so the first few back find the endpoint's trials free.
+        """
+        until = max(until, now)
+        wait = until - now
+        tier = 0
+        for index, delay in enumerate(self.delays):
+            if delay > wait:
+                break
+            tier = index
+        delay = self.delays[tier]
+        spread = (rng or random).uniform(0.0, self.jitter)
+        if delay > wait:
+            return Step(tier, until + wait * spread)
+        return Step(tier, now + delay * (1 + spread))

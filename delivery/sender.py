@@ -6,15 +6,18 @@ import asyncio
 import functools
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Self
 
 import aiohttp
 from yarl import URL
 
+from delivery.config import DeliveryConfig
 from delivery.deadlines import Deadlines
 from delivery.outcome import Outcome, Verdict, classify_error, classify_status
 from delivery.ssrf import BlockedAddressError, GuardedResolver, check_url, parse_networks
-from plumbing.settings import Settings
+from delivery.transport import AsyncTransport, AttemptResult
+
+__all__ = ["USER_AGENT", "AttemptResult", "Sender", "endpoint_key"]
 
 USER_AGENT = "cpevents-delivery/0.1 (Standard Webhooks)"
 _ERROR_EXCERPT = 200
@@ -22,14 +25,6 @@ _VETTED_CACHE = 10_000
 # How often the attempts in flight are checked against the total timeout (seconds; at most a
 # tenth of the timeout).
 _SWEEP_INTERVAL = 0.1
-
-
-class AttemptResult(NamedTuple):
-    """What one attempt got: the HTTP status (0 without a response), the verdict, its time."""
-
-    status: int
-    outcome: Outcome
-    duration_ms: float
 
 
 @functools.lru_cache(maxsize=4096)
@@ -45,22 +40,25 @@ def _delivered(status: int) -> Outcome:
     return classify_status(status)
 
 
-class Sender:
-    """Posts bodies to endpoints. Use as ``async with Sender(settings) as sender``."""
+class Sender(AsyncTransport):
+    """The real transport: posts bodies to endpoints through one pooled aiohttp session.
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._allowed = parse_networks(settings.delivery_allowed_networks)
+    Use as ``async with Sender(config) as sender``.
+    """
+
+    def __init__(self, config: DeliveryConfig) -> None:
+        self._config = config
+        self._allowed = parse_networks(config.allowed_networks)
         self._session: aiohttp.ClientSession | None = None
-        self._deadlines = Deadlines(settings.delivery_timeout)
+        self._deadlines = Deadlines(config.timeout)
         self._enforcer: asyncio.Task[None] | None = None
         # url -> the parsed URL, or why the guard refuses it: a webhook's URL is checked once.
         self._vetted: dict[str, URL | BlockedAddressError] = {}
 
-    async def __aenter__(self) -> Sender:
+    async def __aenter__(self) -> Self:
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(self._allowed),
-            limit=self._settings.delivery_concurrency,
+            limit=self._config.concurrency,
             # The worker limits requests per endpoint itself, outside the attempt's timeout;
             # a pool limit here would make queued requests time out while waiting.
             limit_per_host=0,
@@ -70,9 +68,7 @@ class Sender:
             connector=connector,
             # The total limit is kept by ``_deadlines`` (one sweep for every attempt in flight,
             # not a timer per request); aiohttp keeps the connect limit.
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self._settings.delivery_connect_timeout
-            ),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._config.connect_timeout),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # one tenant's cookies must not reach another
             headers={
@@ -82,11 +78,12 @@ class Sender:
                 "accept-encoding": "identity",
             },
         )
-        interval = min(_SWEEP_INTERVAL, self._settings.delivery_timeout / 10)
+        interval = min(_SWEEP_INTERVAL, self._config.timeout / 10)
         self._enforcer = asyncio.create_task(self._deadlines.enforce(interval))
         return self
 
-    async def __aexit__(self, *_: object) -> None:
+    async def aclose(self) -> None:
+        """Stop the timeout sweep and close the session's connections."""
         if self._enforcer is not None:
             self._enforcer.cancel()
         if self._session is not None:
@@ -112,7 +109,7 @@ class Sender:
                     outcome = classify_status(
                         status,
                         response.headers.get("Retry-After"),
-                        self._settings.delivery_retry_after_cap,
+                        self._config.retry_after_cap,
                     )
                     excerpt = received[:_ERROR_EXCERPT].decode(errors="replace").strip()
                     if outcome.verdict is not Verdict.DELIVERED and excerpt:
@@ -137,7 +134,7 @@ class Sender:
         return AttemptResult(status, outcome, (time.perf_counter() - started) * 1000)
 
     def _timed_out(self) -> Outcome:
-        return Outcome(Verdict.RETRY, f"timeout after {self._settings.delivery_timeout}s")
+        return Outcome(Verdict.RETRY, f"timeout after {self._config.timeout}s")
 
     def _vet(self, url: str) -> URL:
         """``url`` parsed, once it passed the SSRF guard's static check (names are vetted at
@@ -158,7 +155,7 @@ class Sender:
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytearray:
         # Read at most the cap so a huge or endless body cannot hold memory or the slot.
-        cap = self._settings.delivery_max_response_bytes
+        cap = self._config.max_response_bytes
         received = bytearray()
         content = response.content
         # Read to the end (within the cap): a body left unread closes the pooled connection.

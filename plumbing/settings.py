@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from plumbing.environment import check_environment
+from plumbing.kafka import security as kafka_security
 from schemas.topics import Topics
 
 KAFKA_VERSION = "4.1.1"
@@ -18,7 +21,10 @@ KAFKA_VERSION = "4.1.1"
 class Settings(BaseSettings):
     """Every knob of the platform. Each field reads ``CPEVENTS_<FIELD>`` from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="CPEVENTS_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error must not print the input, which holds secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="CPEVENTS_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     bootstrap_servers: str | None = Field(
         default=None,
@@ -26,6 +32,13 @@ class Settings(BaseSettings):
     )
     schema_registry_url: str = "http://127.0.0.1:8081"
     registry_topic: str = Field(default="_schemas", description="Compacted topic of the registry")
+    # Schema registry security (registry/auth.py; owned with the registry).
+    registry_auth_file: Path | None = Field(
+        default=None,
+        description="Users and permissions of `cpevents registry` (Karapace's auth-file JSON; "
+        "create it with `cpevents registry add-user`). Unset: no authentication, and the "
+        "registry only listens on loopback addresses",
+    )
     topic_prefix: str = "ctrlplane."
     partitions: int = Field(default=3, ge=1, description="Default partitions for new topics")
     replication_factor: int = Field(default=1, ge=1)
@@ -94,6 +107,21 @@ class Settings(BaseSettings):
         ge=0,
         description="Disable a webhook that kept failing this long without a success; 0 = never",
     )
+    # Delivery hardening (issue 14)
+    delivery_breaker_trials: int = Field(
+        default=3, ge=1, description="Attempts a half-open breaker lets through to try again"
+    )
+    delivery_breaker_max_cooldown: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest cooldown of a breaker: each failed trial doubles it up to this",
+    )
+    delivery_webhook_wait: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a task for a webhook not (or not yet) seen active waits for the "
+        "webhook view to catch up with the webhooks topic before it is dropped",
+    )
 
     @field_validator("delivery_allowed_networks", mode="before")
     @classmethod
@@ -126,6 +154,88 @@ class Settings(BaseSettings):
     kafka_heap: str = Field(
         default="1g",
         description="JVM heap of the local broker; test sessions create thousands of topics",
+    )
+
+    # Kafka client security, for every client (plumbing/kafka/security.py checks combinations).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients connect to Kafka"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism (with a SASL_* protocol)"
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = Field(
+        default=None, description="PEM file of the CA(s) that signed the brokers' certificates"
+    )
+    kafka_ssl_certificate_location: Path | None = Field(
+        default=None, description="PEM client certificate (mutual TLS)"
+    )
+    kafka_ssl_key_location: Path | None = Field(
+        default=None, description="PEM private key of the client certificate"
+    )
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_config: SecretStr | None = Field(
+        default=None,
+        description="JSON object of further librdkafka properties for every client, e.g. "
+        '{"client.id": "cpevents", "ssl.endpoint.identification.algorithm": "none"}',
+    )
+    # Schema registry clients (plumbing/registry_client.py).
+    schema_registry_basic_auth: SecretStr | None = Field(
+        default=None, description="user:password for the schema registry (HTTP basic auth)"
+    )
+    schema_registry_ca_location: Path | None = Field(
+        default=None, description="PEM file of the CA that signed the registry's certificate"
+    )
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        # Kafka's own tools accept sasl_ssl or scram-sha-512 as well.
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Self:
+        check_environment(os.environ, type(self).model_fields)
+        kafka_security.validate(self)
+        auth = self.schema_registry_basic_auth
+        if auth is not None and ":" not in auth.get_secret_value():
+            raise ValueError("CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH must be user:password")
+        ca = self.schema_registry_ca_location
+        if ca is not None and not ca.is_file():
+            raise ValueError(f"CPEVENTS_SCHEMA_REGISTRY_CA_LOCATION: {ca} is not a readable file")
+        return self
+
+    # Limits and hardening (issue 14)
+    max_event_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="Largest encoded event (Avro, wire format) accepted by the gateway and "
+        "KafkaBus; JSON escaping can make the encoding much larger than the JSON",
+    )
+    max_active_secrets: int = Field(
+        default=3, ge=1, description="Signing secrets a webhook may have active at once"
+    )
+    max_webhooks_per_tenant: int = Field(default=100, ge=1)
+    attempt_log_retention: float = Field(
+        default=30 * 24 * 3600.0,
+        gt=0,
+        description="Seconds the attempt log (webhook-deliveries) keeps a delivery's record",
+    )
+    gateway_header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a new connection has to send a request head"
+    )
+    gateway_keepalive_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an idle keep-alive connection (or one sending its next request "
+        "head) stays open",
+    )
+    gateway_body_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a request body may take to arrive"
+    )
+    gateway_max_connections: int = Field(
+        default=1024, ge=1, description="Open connections at most; more are answered 503"
     )
 
     @property

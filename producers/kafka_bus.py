@@ -8,6 +8,15 @@ resumes where the subscription stopped. Offsets are committed only after the han
 (or the event was parked), so nothing is lost; a handler that keeps failing is retried with
 backoff and then parked in ``<prefix>bus.dlt`` with the error, so it never holds its partition
 forever. Records that cannot be decoded are parked there too.
+
+Limits: an event whose encoding exceeds ``CPEVENTS_MAX_EVENT_BYTES`` is refused before anything
+of its batch is sent (:class:`~plumbing.limits.EventTooLarge`, naming ``payload``).
+
+Crash-only subscriptions: anything else that goes wrong in a subscription (a poll that raises,
+a fatal consumer error) is logged at ERROR with the reason, its consumer is closed, and it
+restarts after an exponential backoff (:class:`RestartPolicy`), resuming from the group's
+committed offsets, so nothing is skipped and a subscription never ends silently. ``error`` on
+the subscription says why it is restarting; ``restarts`` counts the restarts.
 """
 
 from __future__ import annotations
@@ -16,15 +25,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from plumbing.kafka.async_producer import AsyncProducer
 from plumbing.kafka.clients import consume_available, consumer_config, producer_config
 from plumbing.kafka.deadletter import dead_letter_headers
+from plumbing.kafka.produce import PublishError, Record
+from plumbing.limits import EventTooLarge, check_event_size
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
-from producers.async_producer import AsyncProducer, PublishError, Record
 from producers.bus import Handler, Subscription, handler_name, parse_types
 from schemas.event import Event
 from schemas.event_types import EventType
@@ -32,7 +45,10 @@ from schemas.serde import DecodeError, Serde
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KafkaBus", "PublishError", "RetryPolicy"]
+__all__ = ["EventTooLarge", "KafkaBus", "PublishError", "RestartPolicy", "RetryPolicy"]
+
+# Makes a subscription's consumer from its configuration: a seam for tests (a failing consumer).
+ConsumerFactory = Callable[[dict[str, Any]], Consumer]
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,23 @@ class RetryPolicy:
         return float(min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1)))
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How long a failed subscription waits before restarting: ``initial_backoff`` doubled per
+    failure in a row, at most ``max_backoff`` seconds (a successful poll resets the count)."""
+
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.initial_backoff <= 0 or self.max_backoff < self.initial_backoff:
+            raise ValueError("initial_backoff/max_backoff: need 0 < initial <= max")
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failure in a row (1-based)."""
+        return float(min(self.max_backoff, self.initial_backoff * 2 ** min(failures - 1, 30)))
+
+
 class _Stopping(Exception):
     """The subscription stopped while an event was still unfinished (it will be redelivered)."""
 
@@ -70,10 +103,16 @@ class KafkaBus:
         settings: Settings,
         serde: Serde | None = None,
         retry: RetryPolicy | None = None,
+        *,
+        restart: RestartPolicy | None = None,
+        consumer_factory: ConsumerFactory = Consumer,
     ) -> None:
         self._settings = settings
-        self._serde = serde or Serde(settings.schema_registry_url)
+        self._serde = serde or serde_for(settings)
         self._retry = retry or RetryPolicy()
+        self._restart = restart or RestartPolicy()
+        self._consumer_factory = consumer_factory
+        self._max_event_bytes = settings.max_event_bytes
         self._producer = AsyncProducer(producer_config(settings))
         self._topic_of: dict[EventType, str] = {}  # filled once each type's schema is registered
         self._subscriptions: list[_KafkaSubscription] = []
@@ -82,20 +121,29 @@ class KafkaBus:
     # -- publishing --------------------------------------------------------------------------
 
     async def publish(self, event: Event) -> None:
-        """Write ``event`` to its subsystem topic; return once Kafka acknowledged it."""
-        await self.publish_many([event])
+        """Write ``event`` to its subsystem topic; return once Kafka acknowledged it.
+
+        Raises EventTooLarge (field ``payload``) if its encoding exceeds the limit.
+        """
+        await self._publish([event], "")
 
     async def publish_many(self, events: Iterable[Event]) -> list[Event]:
         """Write ``events`` in one batch; return them once Kafka acknowledged every one.
 
-        Raises PublishError if any failed (others of the batch may be stored: at least once).
+        Raises PublishError if any failed (others of the batch may be stored: at least once);
+        EventTooLarge (field ``[i].payload``) if one encodes over the limit, before anything
+        of the batch is sent.
         """
+        return await self._publish(list(events), None)
+
+    async def _publish(self, batch: list[Event], prefix: str | None) -> list[Event]:
+        """``prefix`` locates a too-large event in error messages; None: ``[i].``."""
         if self._closed:
             raise PublishError("bus is closed")
-        batch = list(events)
         encode = self._serde.events.encode
+        limit = self._max_event_bytes
         records = []
-        for event in batch:
+        for index, event in enumerate(batch):
             topic = self._topic_of.get(event.type)
             if topic is None:
                 # The first encoding per topic may talk to the registry over HTTP: off the loop.
@@ -104,6 +152,8 @@ class KafkaBus:
                 self._topic_of[event.type] = topic
             else:
                 value = encode(event, topic)
+            if len(value) > limit:  # the bytes exist already: one comparison per event
+                check_event_size(value, limit, f"[{index}]." if prefix is None else prefix)
             records.append(Record(topic, event.tenant_id.encode(), value))
         await self._producer.send_batch(records)
         return batch
@@ -161,6 +211,10 @@ class _KafkaSubscription(Subscription):
         self._handler = handler
         self._settings = bus._settings
         self._stop_requested = asyncio.Event()
+        self._error: str | None = None
+        self._polled_ok = False
+        #: How often the subscription restarted after a failure.
+        self.restarts = 0
         self._task = loop.create_task(self._run(), name=f"bus-subscription:{name}")
 
     def _request_stop(self) -> None:
@@ -170,13 +224,51 @@ class _KafkaSubscription(Subscription):
         """Wait until the consumer committed its progress and left its group."""
         await asyncio.gather(self._task, return_exceptions=True)
 
+    @property
+    def error(self) -> str | None:
+        """Why the subscription is restarting (its last failure), or None while it consumes."""
+        return self._error
+
     async def _run(self) -> None:
+        failures = 0
+        while not self._stop_requested.is_set():
+            try:
+                await self._consume()
+                return  # asked to stop
+            except Exception as exc:
+                # A poll that succeeded since the last failure starts the backoff afresh.
+                failures = 1 if self._polled_ok else failures + 1
+                self._polled_ok = False
+                delay = self._bus._restart.backoff(failures)
+                self._error = f"{type(exc).__name__}: {exc}"
+                self.restarts += 1
+                log.error(
+                    "subscription %s failed (%s); restarting in %.1fs (failure %d in a row)",
+                    self.name,
+                    self._error,
+                    delay,
+                    failures,
+                    exc_info=exc,
+                )
+                try:
+                    await self._pause(delay)
+                except _Stopping:
+                    return
+
+    async def _consume(self) -> None:
+        """Consume until asked to stop; raises on any failure (``_run`` restarts it)."""
         group = f"{self._settings.topic_prefix}bus.{self.name}"
-        consumer = Consumer(consumer_config(self._settings, group))
-        consumer.subscribe(self._bus._topics_for(self.types))
+        consumer = self._bus._consumer_factory(consumer_config(self._settings, group))
         try:
+            consumer.subscribe(self._bus._topics_for(self.types))
             while not self._stop_requested.is_set():
                 messages = await asyncio.to_thread(consume_available, consumer, 200, 0.2)
+                if self._error is not None:
+                    log.warning(
+                        "subscription %s consuming again (after: %s)", self.name, self._error
+                    )
+                    self._error = None
+                self._polled_ok = True
                 done: dict[tuple[str, int], int] = {}
                 try:
                     for message in messages:
@@ -191,11 +283,14 @@ class _KafkaSubscription(Subscription):
                 finally:
                     if done:
                         await asyncio.to_thread(self._commit, consumer, done)
-        except Exception:
-            log.exception("subscription %s stopped on an error", self.name)
-            raise
         finally:
-            await asyncio.to_thread(consumer.close)
+            await asyncio.to_thread(self._close_quietly, consumer)
+
+    def _close_quietly(self, consumer: Consumer) -> None:
+        try:
+            consumer.close()
+        except Exception as exc:  # a broken consumer may fail to close; it is dropped anyway
+            log.warning("subscription %s: closing its consumer failed: %s", self.name, exc)
 
     def _commit(self, consumer: Consumer, done: dict[tuple[str, int], int]) -> None:
         offsets = [TopicPartition(t, p, o) for (t, p), o in done.items()]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 
 from plumbing.kafka.clients import producer_config
+from plumbing.kafka.produce import BatchAck, PublishError, Record
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.event import Event
 from schemas.serde import Serde
 
-
-class PublishError(RuntimeError):
-    """Kafka refused or failed to store an event; nothing is reported as published."""
+__all__ = ["EventPublisher", "PublishError"]
 
 
 class EventPublisher:
@@ -24,34 +24,28 @@ class EventPublisher:
 
     def __init__(self, settings: Settings, serde: Serde | None = None) -> None:
         self._settings = settings
-        self._serde = serde or Serde(settings.schema_registry_url)
+        self._serde = serde or serde_for(settings)
         self._producer = Producer(producer_config(settings))
 
     def publish(self, events: Iterable[Event], timeout: float = 30.0) -> list[Event]:
-        """Write ``events`` and wait for Kafka's acknowledgement of all of them."""
+        """Write ``events`` and wait for Kafka's acknowledgement of all of them.
+
+        Raises PublishError if any failed, PublishTimeout (one) if not all were acknowledged
+        within ``timeout`` seconds; nothing is then reported as published.
+        """
         batch = list(events)
-        errors: list[str] = []
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                errors.append(f"{msg.topic()}: {err.str()}")
-
-        for event in batch:
-            topic = self._settings.topics.for_event_type(event.type)
-            self._producer.produce(
-                topic,
-                key=event.tenant_id.encode(),
-                value=self._serde.events.encode(event, topic),
-                on_delivery=on_delivery,
-            )
-            # Serve delivery callbacks as we go so the local queue never fills up.
-            self._producer.poll(0)
-        remaining = self._producer.flush(timeout)
-        if remaining:
-            raise PublishError(f"{remaining} events not acknowledged within {timeout}s")
-        if errors:
-            raise PublishError(f"{len(errors)} events failed: {errors[0]}")
+        ack = BatchAck("events")
+        ack.send_all(self._producer, self._records(batch))
+        ack.wait(self._producer, timeout)
         return batch
+
+    def _records(self, events: list[Event]) -> Iterator[Record]:
+        # Encoded lazily, so each record is produced as soon as it is ready.
+        topic_of = self._settings.topics.for_event_type
+        encode = self._serde.events.encode
+        for event in events:
+            topic = topic_of(event.type)
+            yield Record(topic, event.tenant_id.encode(), encode(event, topic))
 
     def close(self, timeout: float = 30.0) -> None:
         self._producer.flush(timeout)

@@ -8,20 +8,28 @@ writer's result, so a client sees its write on whichever instance it asks next.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from registry import errors
+from registry import access, errors
+from registry.auth import AuthFileWatcher, Operation
 from registry.canonical import ParsedSchema, parse_schema
 from registry.compatibility import Level
 from registry.errors import RegistryError
+from registry.http import (
+    CONTENT_TYPE,
+    DEFAULT_MAX_BODY_BYTES,
+    FORWARDER_KEY,
+    MAX_BODY_KEY,
+    STORE_KEY,
+    Forwarder,
+    error_middleware,
+    json_response,
+    read_json,
+)
+from registry.mode import Mode
 from registry.params import (
     page,
     parse_id,
@@ -29,85 +37,13 @@ from registry.params import (
     query_bool,
     query_int,
 )
-from registry.state import RegistryState, WritePlan, version_payload
-from registry.store import KafkaStore, NotWriterError
+from registry.state import RegistryState, version_payload
+from registry.store import KafkaStore
 
-log = logging.getLogger(__name__)
+# Re-exported: callers and tests import these from the API module.
+__all__ = ["CONTENT_TYPE", "DEFAULT_MAX_BODY_BYTES", "create_app"]
 
-CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-# What Confluent's registry accepts as a request body (clients send the first one).
-ACCEPTED_BODY_TYPES = frozenset(
-    {
-        "application/vnd.schemaregistry.v1+json",
-        "application/vnd.schemaregistry+json",
-        "application/json",
-        "application/octet-stream",
-    }
-)
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
-# Set by the writer on every write answer: the topic offset the asker must have read.
-OFFSET_HEADER = "X-Cpevents-Registry-Offset"
-# Set on forwarded requests, so that an instance that lost the writer role never forwards again.
-FORWARDED_HEADER = "X-Cpevents-Registry-Forwarded"
-
-STORE_KEY = web.AppKey("store", KafkaStore)
-MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        content_type=CONTENT_TYPE,
-    )
-
-
-def error_response(error: RegistryError) -> web.Response:
-    return json_response(error.body(), status=error.status)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes a Confluent error body; nothing escapes as an HTML page."""
-    try:
-        return await handler(request)
-    except RegistryError as exc:
-        return error_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        # Routing and size errors (404, 405, 413) keep their status; the code is the status.
-        return error_response(RegistryError(exc.status, exc.status, exc.reason))
-    except Exception as exc:
-        log.exception("registry: %s %s failed", request.method, request.path)
-        return error_response(errors.store_error(type(exc).__name__))
-
-
-async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
-    """The request's JSON object and its raw bytes; 415 for a wrong content type, 413 for a body
-    over the limit, 400 for malformed JSON, 422 for JSON that is not an object."""
-    media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if media_type and media_type not in ACCEPTED_BODY_TYPES:
-        raise RegistryError(
-            415,
-            415,
-            f"Unsupported Content-Type {media_type!r}: send {CONTENT_TYPE} or application/json",
-        )
-    limit = request.app[MAX_BODY_KEY]
-    if request.content_length is not None and request.content_length > limit:
-        raise RegistryError(
-            413, 413, f"Request body of {request.content_length} bytes is over {limit}"
-        )
-    raw = await request.read()  # aiohttp answers 413 past client_max_size
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise errors.bad_request(f"Request body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise errors.unprocessable("body", "a JSON object expected")
-    return body, raw
+READ, WRITE = Operation.READ, Operation.WRITE
 
 
 def schema_of(body: dict[str, Any]) -> ParsedSchema:
@@ -119,87 +55,12 @@ def schema_of(body: dict[str, Any]) -> ParsedSchema:
     return parse_schema(body["schema"], body.get("schemaType") or "AVRO")
 
 
-class Forwarder:
-    """Sends a write to the current writer and waits until this instance has read its result."""
-
-    def __init__(self, store: KafkaStore, timeout: float) -> None:
-        self._store = store
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def write(
-        self, request: web.Request, raw: bytes, plan: Callable[[RegistryState], WritePlan]
-    ) -> web.Response:
-        """Run ``plan`` here if this instance writes, else forward the request to the writer
-        (waiting up to the timeout for one to be elected)."""
-        deadline = time.monotonic() + self._timeout
-        last_problem = "no registry instance has announced itself as the writer yet"
-        while True:
-            try:
-                response, offset = await asyncio.to_thread(self._store.write, plan)
-            except NotWriterError:
-                pass
-            else:
-                answer = json_response(response)
-                if offset is not None:
-                    answer.headers[OFFSET_HEADER] = str(offset)
-                return answer
-            if request.headers.get(FORWARDED_HEADER):
-                raise errors.forwarding_error(
-                    f"instance {self._store.instance_id} received a forwarded write but is not "
-                    "the writer (the writer role moved); the sender retries"
-                )
-            writer = self._store.writer()
-            if writer is not None and writer.instance != self._store.instance_id:
-                forwarded = await self._forward(request, raw, writer.url)
-                if isinstance(forwarded, web.Response):
-                    return forwarded
-                last_problem = forwarded
-            if time.monotonic() > deadline:
-                raise errors.forwarding_error(last_problem)
-            await asyncio.sleep(0.1)  # a new writer announces itself through the topic
-
-    async def _forward(self, request: web.Request, raw: bytes, url: str) -> web.Response | str:
-        """The writer's answer, or why it could not give one (then the caller retries)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout)
-            )
-        headers = {"Content-Type": CONTENT_TYPE, FORWARDED_HEADER: self._store.instance_id}
-        try:
-            async with self._session.request(
-                request.method, url.rstrip("/") + request.path_qs, data=raw, headers=headers
-            ) as reply:
-                body = await reply.read()
-                offset = reply.headers.get(OFFSET_HEADER)
-                if reply.status == 500 and _error_code(body) == 50003:
-                    return f"the writer at {url} gave up the role"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return f"the writer at {url} is unreachable: {type(exc).__name__}: {exc}"
-        if offset is not None:
-            await asyncio.to_thread(self._store.wait_for, int(offset))
-        answer = web.Response(status=reply.status, body=body, content_type=CONTENT_TYPE)
-        if offset is not None:
-            answer.headers[OFFSET_HEADER] = offset
-        return answer
-
-
-FORWARDER_KEY = web.AppKey("forwarder", Forwarder)
-
-
-def _error_code(body: bytes) -> object:
-    try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return document.get("error_code") if isinstance(document, dict) else None
-
-
 # -- handlers -------------------------------------------------------------------------------------
+#
+# Each handler checks the caller's permission first (a no-op without an auth file), on the
+# resources Karapace uses: reading a subject needs Read on ``Subject:<name>``, changing it Write;
+# the global config and mode are ``Config:``; permanent deletes and compatibility NONE also need
+# the admin right (Write on ``Config:``). Forwarded writes are checked again by the writer.
 
 
 def _store(request: web.Request) -> KafkaStore:
@@ -210,19 +71,37 @@ async def root(_request: web.Request) -> web.Response:
     return json_response({})
 
 
+async def health(_request: web.Request) -> web.Response:
+    # Unauthenticated (probes carry no credentials); says nothing about the registry's content.
+    return json_response({"status": "ok"})
+
+
 async def schema_types(_request: web.Request) -> web.Response:
     return json_response(["AVRO"])
 
 
+def _readable_schema(request: web.Request, schema_id: int) -> str:
+    """The schema's text, if the caller may read one of the subjects using it. Otherwise 40403,
+    as for an unknown id (Karapace's answer): ids do not disclose other tenants' schemas."""
+
+    def read(state: RegistryState) -> tuple[str, list[str]]:
+        text = state.schema_by_id(schema_id)
+        return text, sorted({r.subject for r in state.versions_of_id(schema_id, True)})
+
+    text, subjects = _store(request).read(read)
+    if not access.may_read_any(request, subjects):
+        raise errors.schema_not_found(f"Schema {schema_id} not found")
+    return text
+
+
 async def get_schema(request: web.Request) -> web.Response:
     schema_id = parse_id(request.match_info["id"])
-    text = _store(request).read(lambda s: s.schema_by_id(schema_id))
-    return json_response({"schema": text})
+    return json_response({"schema": _readable_schema(request, schema_id)})
 
 
 async def get_schema_text(request: web.Request) -> web.Response:
     schema_id = parse_id(request.match_info["id"])
-    return json_response(json.loads(_store(request).read(lambda s: s.schema_by_id(schema_id))))
+    return json_response(json.loads(_readable_schema(request, schema_id)))
 
 
 async def get_schema_versions(request: web.Request) -> web.Response:
@@ -234,7 +113,8 @@ async def get_schema_versions(request: web.Request) -> web.Response:
         [
             {"subject": r.subject, "version": r.version}
             for r in found
-            if subject is None or r.subject == subject
+            if (subject is None or r.subject == subject)
+            and access.may_read_subject(request, r.subject)
         ]
     )
 
@@ -243,7 +123,8 @@ async def get_schema_subjects(request: web.Request) -> web.Response:
     schema_id = parse_id(request.match_info["id"])
     deleted = query_bool(request.query, "deleted")
     found = _store(request).read(lambda s: s.versions_of_id(schema_id, deleted))
-    return json_response(sorted({r.subject for r in found}))
+    names = {r.subject for r in found if access.may_read_subject(request, r.subject)}
+    return json_response(sorted(names))
 
 
 async def list_subjects(request: web.Request) -> web.Response:
@@ -252,13 +133,17 @@ async def list_subjects(request: web.Request) -> web.Response:
         lambda s: s.subjects(query_bool(query, "deleted"), query_bool(query, "deleted_only"))
     )
     prefix = query.get("subjectPrefix")
-    if prefix:
-        names = [name for name in names if name.startswith(prefix)]
+    names = [
+        name
+        for name in names
+        if (not prefix or name.startswith(prefix)) and access.may_read_subject(request, name)
+    ]
     return json_response(page(names, query_int(query, "offset", 0), query_int(query, "limit", -1)))
 
 
 async def list_versions(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
+    access.require_subject(request, READ, subject)
     query = request.query
     deleted = query_bool(query, "deleted") or query_bool(query, "deleted_only")
     found = _store(request).read(lambda s: s.versions(subject, deleted))
@@ -272,6 +157,7 @@ async def list_versions(request: web.Request) -> web.Response:
 
 async def get_version(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
+    access.require_subject(request, READ, subject)
     version = parse_version(request.match_info["version"])
     deleted = query_bool(request.query, "deleted")
     record = _store(request).read(lambda s: s.version(subject, version, deleted))
@@ -280,6 +166,7 @@ async def get_version(request: web.Request) -> web.Response:
 
 async def get_version_schema(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
+    access.require_subject(request, READ, subject)
     version = parse_version(request.match_info["version"])
     deleted = query_bool(request.query, "deleted")
     record = _store(request).read(lambda s: s.version(subject, version, deleted))
@@ -288,6 +175,7 @@ async def get_version_schema(request: web.Request) -> web.Response:
 
 async def lookup(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
+    access.require_subject(request, READ, subject)
     body, _ = await read_json(request)
     schema = schema_of(body)
     deleted = query_bool(request.query, "deleted")
@@ -297,6 +185,7 @@ async def lookup(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
+    access.require_subject(request, WRITE, subject)
     body, raw = await read_json(request)
     schema = schema_of(body)
     return await request.app[FORWARDER_KEY].write(
@@ -304,9 +193,17 @@ async def register(request: web.Request) -> web.Response:
     )
 
 
+def _require_delete(request: web.Request, subject: str) -> bool:
+    access.require_subject(request, WRITE, subject)
+    permanent = query_bool(request.query, "permanent")
+    if permanent:
+        access.require_admin(request, f"permanently deleting from subject '{subject}'")
+    return permanent
+
+
 async def delete_subject(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
-    permanent = query_bool(request.query, "permanent")
+    permanent = _require_delete(request, subject)
     return await request.app[FORWARDER_KEY].write(
         request, b"", lambda s: s.plan_delete_subject(subject, permanent)
     )
@@ -314,8 +211,8 @@ async def delete_subject(request: web.Request) -> web.Response:
 
 async def delete_version(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
+    permanent = _require_delete(request, subject)
     version = parse_version(request.match_info["version"])
-    permanent = query_bool(request.query, "permanent")
     return await request.app[FORWARDER_KEY].write(
         request, b"", lambda s: s.plan_delete_version(subject, version, permanent)
     )
@@ -325,8 +222,19 @@ def _subject_of(request: web.Request) -> str | None:
     return request.match_info.get("subject")
 
 
-async def get_config(request: web.Request) -> web.Response:
+def _require_scope(request: web.Request, operation: Operation) -> str | None:
+    """The subject of a /config or /mode request, after checking ``operation`` on it (on
+    ``Config:`` for the global one)."""
     subject = _subject_of(request)
+    if subject is None:
+        access.require_config(request, operation)
+    else:
+        access.require_subject(request, operation, subject)
+    return subject
+
+
+async def get_config(request: web.Request) -> web.Response:
+    subject = _require_scope(request, READ)
 
     def level(state: RegistryState) -> Level:
         if subject is None or query_bool(request.query, "defaultToGlobal"):
@@ -340,23 +248,58 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 async def put_config(request: web.Request) -> web.Response:
-    subject = _subject_of(request)
+    subject = _require_scope(request, WRITE)
     body, raw = await read_json(request)
     level = Level.parse(body.get("compatibility"))
+    if level is Level.NONE:
+        # NONE lets any schema replace any other: consumers stop being able to read.
+        access.require_admin(request, "setting compatibility NONE")
     return await request.app[FORWARDER_KEY].write(
         request, raw, lambda s: s.plan_set_level(subject, level)
     )
 
 
 async def delete_config(request: web.Request) -> web.Response:
-    subject = _subject_of(request)
+    subject = _require_scope(request, WRITE)
     return await request.app[FORWARDER_KEY].write(
         request, b"", lambda s: s.plan_delete_level(subject)
     )
 
 
+async def get_mode(request: web.Request) -> web.Response:
+    subject = _require_scope(request, READ)
+
+    def mode(state: RegistryState) -> Mode:
+        if subject is None or query_bool(request.query, "defaultToGlobal"):
+            return state.mode(subject)
+        own = state.subject_mode(subject)
+        if own is None:
+            raise errors.subject_mode_not_found(subject)
+        return own
+
+    return json_response({"mode": _store(request).read(mode).value})
+
+
+async def put_mode(request: web.Request) -> web.Response:
+    subject = _require_scope(request, WRITE)
+    body, raw = await read_json(request)
+    mode = Mode.parse(body.get("mode"))
+    return await request.app[FORWARDER_KEY].write(
+        request, raw, lambda s: s.plan_set_mode(subject, mode)
+    )
+
+
+async def delete_mode(request: web.Request) -> web.Response:
+    subject = request.match_info["subject"]
+    access.require_subject(request, WRITE, subject)
+    return await request.app[FORWARDER_KEY].write(
+        request, b"", lambda s: s.plan_delete_mode(subject)
+    )
+
+
 async def check_compatibility(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
+    access.require_subject(request, READ, subject)
     text = request.match_info.get("version")
     version = parse_version(text) if text is not None else None
     body, _ = await read_json(request)
@@ -370,7 +313,8 @@ async def check_compatibility(request: web.Request) -> web.Response:
 
 async def associations(request: web.Request) -> web.Response:
     # confluent-kafka >= 2.14 asks this before choosing a subject; 404 means "use the
-    # topic-name strategy", which is what this registry supports.
+    # topic-name strategy", which is what this registry supports. Any authenticated user
+    # gets it (clients send their credentials with it like with any other request).
     raise RegistryError(
         404,
         404,
@@ -383,11 +327,17 @@ def create_app(
     store: KafkaStore,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     forward_timeout: float = 30.0,
+    auth: AuthFileWatcher | None = None,
 ) -> web.Application:
-    """The registry's aiohttp application over a started ``store``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes)
+    """The registry's aiohttp application over a started ``store``; ``auth``: the users and
+    permissions every request is checked against (None: no authentication, loopback use)."""
+    app = web.Application(
+        middlewares=[error_middleware, access.auth_middleware], client_max_size=max_body_bytes
+    )
     app[STORE_KEY] = store
     app[MAX_BODY_KEY] = max_body_bytes
+    if auth is not None:
+        app[access.AUTH_KEY] = auth
     forwarder = Forwarder(store, forward_timeout)
     app[FORWARDER_KEY] = forwarder
 
@@ -397,6 +347,7 @@ def create_app(
     app.on_cleanup.append(close_forwarder)
     r = app.router
     r.add_get("/", root)
+    r.add_get("/_health", health)
     r.add_get("/schemas/types", schema_types)
     r.add_get("/schemas/ids/{id}", get_schema)
     r.add_get("/schemas/ids/{id}/schema", get_schema_text)
@@ -414,6 +365,10 @@ def create_app(
         r.add_get(path, get_config)
         r.add_put(path, put_config)
         r.add_delete(path, delete_config)
+    for path in ("/mode", "/mode/{subject}"):
+        r.add_get(path, get_mode)
+        r.add_put(path, put_mode)
+    r.add_delete("/mode/{subject}", delete_mode)
     r.add_post("/compatibility/subjects/{subject}/versions", check_compatibility)
     r.add_post("/compatibility/subjects/{subject}/versions/{version}", check_compatibility)
     r.add_get("/associations/resources/{namespace}/{name}", associations)

@@ -75,6 +75,22 @@ def subject_config_not_found(subject: str) -> RegistryError:
     )
 
 
+def subject_mode_not_found(subject: str) -> RegistryError:
+    return RegistryError(
+        404, 40409, f"Subject '{subject}' does not have subject-level mode configured"
+    )
+
+
+def unauthorized(reason: str = "Unauthorized") -> RegistryError:
+    """No valid credentials (HTTP Basic): the answer carries ``WWW-Authenticate``."""
+    return RegistryError(401, 40101, reason)
+
+
+def forbidden(reason: str) -> RegistryError:
+    """Valid credentials, but the user's permissions do not cover the operation."""
+    return RegistryError(403, 40301, reason)
+
+
 def incompatible(subject: str, details: list[str]) -> RegistryError:
     return RegistryError(
         409,
@@ -104,6 +120,19 @@ def invalid_compatibility_level(level: object) -> RegistryError:
         f"Invalid compatibility level {level!r}. Valid values are none, backward, forward, full, "
         "backward_transitive, forward_transitive, and full_transitive",
     )
+
+
+def invalid_mode(mode: object, supported: str) -> RegistryError:
+    return RegistryError(422, 42204, f"Invalid mode {mode!r}. Valid values are {supported}")
+
+
+def operation_not_permitted(subject: str | None) -> RegistryError:
+    """A write while the subject (or, ``subject`` None, the registry) is in a read-only mode."""
+    if subject is None:
+        return RegistryError(
+            422, 42205, "Operation not permitted: the registry is in read-only mode"
+        )
+    return RegistryError(422, 42205, f"Subject {subject} is in read-only mode")
 
 
 def unprocessable(field: str, reason: str) -> RegistryError:

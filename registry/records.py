@@ -1,7 +1,7 @@
 """The records of the registry's compacted topic (``_schemas``): JSON keys and values in the
 spirit of Confluent's own topic layout. A key names one slot (a subject version, a subject's
-or the global config, the writer announcement); compaction keeps its latest value; a tombstone
-(null value) removes the slot."""
+or the global config or mode, the writer announcement, the highest schema id ever given);
+compaction keeps its latest value; a tombstone (null value) removes the slot."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ T = TypeVar("T")
 
 SCHEMA = "SCHEMA"
 CONFIG = "CONFIG"
+MODE = "MODE"
 WRITER = "WRITER"
+ID_WATERMARK = "ID_WATERMARK"
 
 
 def _key(document: dict[str, Any]) -> str:
@@ -64,6 +66,38 @@ class ConfigRecord:
 
 
 @dataclass(frozen=True)
+class ModeRecord:
+    """The mode of ``subject``, or the global one when ``subject`` is None. Key and value as
+    Confluent and Karapace write them: ``{"keytype":"MODE","subject":...}``, ``{"mode":...}``."""
+
+    subject: str | None
+    mode: str
+
+    @property
+    def key(self) -> str:
+        return mode_key(self.subject)
+
+    def value(self) -> dict[str, Any]:
+        return {"mode": self.mode}
+
+
+@dataclass(frozen=True)
+class IdWatermarkRecord:
+    """The highest schema id ever given. Written with every permanent delete: compaction drops
+    the deleted versions, and without this slot a restarted registry would plan ids from the
+    remaining ones and could give a deleted id to another schema."""
+
+    schema_id: int
+
+    @property
+    def key(self) -> str:
+        return _key({"keytype": ID_WATERMARK})
+
+    def value(self) -> dict[str, Any]:
+        return {"id": self.schema_id}
+
+
+@dataclass(frozen=True)
 class WriterRecord:
     """Written by an instance when it becomes the single writer: where to forward writes."""
 
@@ -78,7 +112,7 @@ class WriterRecord:
         return {"url": self.url, "instance": self.instance}
 
 
-Record = SchemaRecord | ConfigRecord | WriterRecord
+Record = SchemaRecord | ConfigRecord | ModeRecord | IdWatermarkRecord | WriterRecord
 
 
 def schema_key(subject: str, version: int) -> str:
@@ -87,6 +121,10 @@ def schema_key(subject: str, version: int) -> str:
 
 def config_key(subject: str | None) -> str:
     return _key({"keytype": CONFIG, "subject": subject})
+
+
+def mode_key(subject: str | None) -> str:
+    return _key({"keytype": MODE, "subject": subject})
 
 
 @dataclass(frozen=True)
@@ -157,6 +195,14 @@ def _record(key_doc: dict[str, Any], doc: dict[str, Any]) -> Record:
             subject=subject if isinstance(subject, str) else None,
             level=_typed(doc, "compatibilityLevel", str),
         )
+    if keytype == MODE:
+        subject = key_doc.get("subject")
+        return ModeRecord(
+            subject=subject if isinstance(subject, str) else None,
+            mode=_typed(doc, "mode", str),
+        )
+    if keytype == ID_WATERMARK:
+        return IdWatermarkRecord(schema_id=_typed(doc, "id", int))
     if keytype == WRITER:
         return WriterRecord(url=_typed(doc, "url", str), instance=_typed(doc, "instance", str))
     raise ValueError(f"unknown keytype {keytype!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ipaddress
 import socket
 import threading
 from dataclasses import dataclass
@@ -14,7 +15,50 @@ from aiohttp import web
 
 from plumbing.settings import Settings
 from registry.app import DEFAULT_MAX_BODY_BYTES, create_app
+from registry.auth import AuthFileWatcher
 from registry.store import KafkaStore
+
+AUTH_FILE_SETTING = "CPEVENTS_REGISTRY_AUTH_FILE"
+
+
+class InsecureBindError(RuntimeError):
+    """A non-loopback address without an auth file: anyone who reaches it could delete
+    subjects or register schemas that stop the platform's consumers."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) only reaches this machine. A name counts if
+    every address it resolves to is a loopback one; 0.0.0.0 and :: (every interface) do not."""
+    host = host.strip().strip("[]")
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # binding will fail with a clearer error
+    addresses = {info[4][0] for info in found}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses
+    )
+
+
+def check_exposure(settings: Settings, host: str) -> AuthFileWatcher | None:
+    """The users and permissions to enforce (None: no auth file). Raises InsecureBindError for
+    a non-loopback ``host`` without an auth file, AuthFileError for a file that cannot be used.
+    """
+    if settings.registry_auth_file is not None:
+        return AuthFileWatcher(settings.registry_auth_file)
+    if not is_loopback(host):
+        raise InsecureBindError(
+            f"refusing to listen on {host!r} without authentication: it is not a loopback "
+            f"address. Set {AUTH_FILE_SETTING} to a users file (create one with "
+            "`cpevents registry add-user FILE USERNAME`), or listen on 127.0.0.1."
+        )
+    return None
 
 
 @dataclass
@@ -64,7 +108,11 @@ async def start_registry(
 
     ``advertised_url`` is where other instances forward writes to this one (default: the bound
     address; set it when binding 0.0.0.0 behind another name).
+
+    With ``settings.registry_auth_file`` every request is authenticated and authorized against
+    it; without one only a loopback ``host`` is accepted (InsecureBindError otherwise).
     """
+    auth = check_exposure(settings, host)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     url = _advertised(host, bound_port)
@@ -75,7 +123,9 @@ async def start_registry(
         sock.close()
         await asyncio.to_thread(store.stop)
         raise
-    runner = web.AppRunner(create_app(store, max_body_bytes=max_body_bytes), access_log=None)
+    runner = web.AppRunner(
+        create_app(store, max_body_bytes=max_body_bytes, auth=auth), access_log=None
+    )
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return RegistryHandle(url=url, store=store, runner=runner)

@@ -1,7 +1,13 @@
 """The registry's bookkeeping, rebuilt from the records of its topic: subjects and their
-versions, schema ids, compatibility levels and the current writer. Reads answer requests;
-``plan_*`` methods decide what a write request must produce (ids max+1, an identical schema
-reusing its id, versions per subject) without doing any I/O."""
+versions, schema ids, compatibility levels, modes and the current writer. Reads answer requests;
+``plan_*`` methods decide what a write request must produce (ids above the highest ever given,
+an identical schema reusing its id, versions per subject, 42205 in a read-only mode) without
+doing any I/O.
+
+Schema ids are never given twice: a permanently deleted schema's id is forgotten once no
+version uses it any more, and the next id is planned from the highest id ever seen, which every
+permanent delete also writes to the topic (``IdWatermarkRecord``) so that it survives the
+compaction of the deleted versions and a restart."""
 
 from __future__ import annotations
 
@@ -12,13 +18,17 @@ from typing import Any
 from registry import errors
 from registry.canonical import ParsedSchema, load_schema
 from registry.compatibility import DEFAULT_LEVEL, Level, check, pair_problems
+from registry.mode import DEFAULT_MODE, Mode
 from registry.records import (
     ConfigRecord,
+    IdWatermarkRecord,
+    ModeRecord,
     Record,
     SchemaRecord,
     Write,
     WriterRecord,
     config_key,
+    mode_key,
     schema_key,
 )
 
@@ -51,9 +61,13 @@ class RegistryState:
         self._subjects: dict[str, _Subject] = {}
         self._schemas: dict[int, str] = {}
         self._ids_by_key: dict[str, int] = {}
+        self._key_of_id: dict[int, str] = {}
+        # How many versions (soft-deleted ones included) use each id: at zero the id is gone.
+        self._uses: dict[int, int] = {}
         self._parsed: dict[int, ParsedSchema] = {}
         self._max_id = 0
         self._levels: dict[str | None, Level] = {}
+        self._modes: dict[str | None, Mode] = {}
         self.writer: WriterRecord | None = None
 
     # -- applying records (in topic order) ------------------------------------------------------
@@ -61,30 +75,66 @@ class RegistryState:
     def apply(self, old: Record | None, new: Record | None) -> None:
         """Apply one change of the topic's table: ``new`` replaces ``old``; ``new`` None is a
         tombstone of ``old``'s slot."""
+        if isinstance(new, SchemaRecord):
+            self._add_version(new)
+        if isinstance(old, SchemaRecord):
+            # After adding ``new``: a soft delete (same id) must not forget the schema.
+            self._drop_use(old, removed=new is None)
         if new is None:
-            if isinstance(old, SchemaRecord):
-                subject = self._subjects.get(old.subject)
-                if subject is not None:
-                    subject.versions.pop(old.version, None)
-                    if not subject.versions:
-                        del self._subjects[old.subject]
-            elif isinstance(old, ConfigRecord):
+            if isinstance(old, ConfigRecord):
                 self._levels.pop(old.subject, None)
+            elif isinstance(old, ModeRecord):
+                self._modes.pop(old.subject, None)
             elif isinstance(old, WriterRecord):
                 self.writer = None
-            return
-        if isinstance(new, SchemaRecord):
-            self._subjects.setdefault(new.subject, _Subject()).versions[new.version] = new
-            if new.schema_id not in self._schemas:
-                self._schemas[new.schema_id] = new.schema
-                self._ids_by_key.setdefault(load_schema(new.schema).key, new.schema_id)
-            self._max_id = max(self._max_id, new.schema_id)
         elif isinstance(new, ConfigRecord):
             # A level this version does not know (a newer registry wrote it) is ignored.
             with contextlib.suppress(errors.RegistryError):
                 self._levels[new.subject] = Level.parse(new.level)
-        else:
+        elif isinstance(new, ModeRecord):
+            # Likewise a mode (IMPORT, written by another registry): the previous one stays.
+            with contextlib.suppress(errors.RegistryError):
+                self._modes[new.subject] = Mode.parse(new.mode)
+        elif isinstance(new, IdWatermarkRecord):
+            self._max_id = max(self._max_id, new.schema_id)
+        elif isinstance(new, WriterRecord):
             self.writer = new
+
+    def _add_version(self, record: SchemaRecord) -> None:
+        self._subjects.setdefault(record.subject, _Subject()).versions[record.version] = record
+        self._uses[record.schema_id] = self._uses.get(record.schema_id, 0) + 1
+        if record.schema_id not in self._schemas:
+            self._schemas[record.schema_id] = record.schema
+            key = load_schema(record.schema).key
+            self._key_of_id[record.schema_id] = key
+            self._ids_by_key.setdefault(key, record.schema_id)
+        self._max_id = max(self._max_id, record.schema_id)
+
+    def _drop_use(self, record: SchemaRecord, removed: bool) -> None:
+        if removed:
+            subject = self._subjects.get(record.subject)
+            if subject is not None:
+                subject.versions.pop(record.version, None)
+                if not subject.versions:
+                    del self._subjects[record.subject]
+        left = self._uses.get(record.schema_id, 0) - 1
+        if left > 0:
+            self._uses[record.schema_id] = left
+            return
+        # Permanently deleted everywhere: the id is gone (a reader gets 40403, the same schema
+        # registered again gets a new id), as it will be after compaction and a restart.
+        schema_id = record.schema_id
+        self._uses.pop(schema_id, None)
+        self._schemas.pop(schema_id, None)
+        self._parsed.pop(schema_id, None)
+        key = self._key_of_id.pop(schema_id, None)
+        if key is not None and self._ids_by_key.get(key) == schema_id:
+            del self._ids_by_key[key]
+            # Another id with the same schema (written by another registry) takes its place.
+            for other, other_key in self._key_of_id.items():
+                if other_key == key:
+                    self._ids_by_key[key] = other
+                    break
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -150,6 +200,21 @@ class RegistryState:
     def subject_level(self, subject: str) -> Level | None:
         return self._levels.get(subject)
 
+    def mode(self, subject: str | None) -> Mode:
+        """The mode in force for ``subject`` (None: the global one): a global
+        ``READONLY_OVERRIDE`` wins over a subject's own mode, which wins over the global one."""
+        global_mode = self._modes.get(None, DEFAULT_MODE)
+        if subject is None or global_mode is Mode.READONLY_OVERRIDE:
+            return global_mode
+        return self._modes.get(subject, global_mode)
+
+    def subject_mode(self, subject: str) -> Mode | None:
+        return self._modes.get(subject)
+
+    def max_id(self) -> int:
+        """The highest schema id ever given (the next one is above it)."""
+        return self._max_id
+
     def compatibility(self, subject: str, schema: ParsedSchema, version: int | None) -> list[str]:
         """Problems registering ``schema``: against one version (``LATEST`` included), or, with
         ``version`` None, against the versions the subject's level says."""
@@ -172,7 +237,10 @@ class RegistryState:
         known_id = self._ids_by_key.get(schema.key)
         for record in live:
             if record.schema_id == known_id:
+                # Not a write: serializers register on start-up, and must keep working while
+                # an operator holds the registry read-only.
                 return WritePlan([], {"id": record.schema_id})
+        self._check_writable(subject)
         problems = check(self.level(subject), schema, [self._parse(r) for r in live])
         if problems:
             raise errors.incompatible(subject, problems)
@@ -184,6 +252,7 @@ class RegistryState:
 
     def plan_delete_subject(self, subject: str, permanent: bool) -> WritePlan:
         """Soft delete (mark every version) or, after that, permanent delete (tombstones)."""
+        self._check_writable(subject)
         found = self._subjects.get(subject)
         if found is None:
             raise errors.subject_not_found(subject)
@@ -193,6 +262,7 @@ class RegistryState:
                 raise errors.subject_not_soft_deleted(subject)
             versions = sorted(found.versions)
             writes = [Write.tombstone(schema_key(subject, v)) for v in versions]
+            writes.append(self._watermark())
         else:
             if not live:
                 raise errors.subject_soft_deleted(subject)
@@ -200,9 +270,12 @@ class RegistryState:
             writes = [Write.put(_deleted(r)) for r in live]
         if subject in self._levels:
             writes.append(Write.tombstone(config_key(subject)))
+        if subject in self._modes:
+            writes.append(Write.tombstone(mode_key(subject)))
         return WritePlan(writes, versions)
 
     def plan_delete_version(self, subject: str, version: int, permanent: bool) -> WritePlan:
+        self._check_writable(subject)
         found = self._subjects.get(subject)
         if found is None:
             raise errors.subject_not_found(subject)
@@ -217,24 +290,44 @@ class RegistryState:
         if permanent:
             if not record.deleted:
                 raise errors.version_not_soft_deleted(subject, version)
-            return WritePlan([Write.tombstone(record.key)], version)
+            return WritePlan([Write.tombstone(record.key), self._watermark()], version)
         if record.deleted:
             raise errors.version_soft_deleted(subject, version)
         return WritePlan([Write.put(_deleted(record))], version)
 
     def plan_set_level(self, subject: str | None, level: Level) -> WritePlan:
+        self._check_writable(subject)
         return WritePlan(
             [Write.put(ConfigRecord(subject, level.value))], {"compatibility": level.value}
         )
 
     def plan_delete_level(self, subject: str | None) -> WritePlan:
         """Remove a subject's own level (back to the global one) or reset the global level."""
+        self._check_writable(subject)
         own = self._levels.get(subject)
         if own is None:
             if subject is not None:
                 raise errors.subject_config_not_found(subject)
             return WritePlan([], {"compatibilityLevel": DEFAULT_LEVEL.value})
         return WritePlan([Write.tombstone(config_key(subject))], {"compatibilityLevel": own.value})
+
+    def plan_set_mode(self, subject: str | None, mode: Mode) -> WritePlan:
+        """Set a subject's or the global mode; always allowed (else READONLY could not end)."""
+        return WritePlan([Write.put(ModeRecord(subject, mode.value))], {"mode": mode.value})
+
+    def plan_delete_mode(self, subject: str) -> WritePlan:
+        """Remove a subject's own mode (back to the global one); 40409 if it has none."""
+        own = self._modes.get(subject)
+        if own is None:
+            raise errors.subject_mode_not_found(subject)
+        return WritePlan([Write.tombstone(mode_key(subject))], {"mode": own.value})
+
+    def _check_writable(self, subject: str | None) -> None:
+        if self.mode(subject).read_only:
+            raise errors.operation_not_permitted(subject)
+
+    def _watermark(self) -> Write:
+        return Write.put(IdWatermarkRecord(self._max_id))
 
     def _parse(self, record: SchemaRecord) -> ParsedSchema:
         parsed = self._parsed.get(record.schema_id)

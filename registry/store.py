@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaException, Message, Producer
 
 from plumbing.kafka.clients import producer_config
+from plumbing.kafka.produce import Record as KafkaRecord
+from plumbing.kafka.produce import produce_to_partition
 from plumbing.kafka.topic_admin import ensure_topics
 from plumbing.kafka.view import CompactedTopicView
 from plumbing.settings import Settings
@@ -165,17 +167,13 @@ class KafkaStore:
             else:
                 offsets.append(msg.offset() or 0)
 
+        headers = [(WRITER_HEADER, self.instance_id.encode())]
         try:
             producer.begin_transaction()
             for write in writes:
-                producer.produce(
-                    self.topic,
-                    key=write.key.encode(),
-                    value=write.value_bytes(),
-                    partition=PARTITION,
-                    headers=[(WRITER_HEADER, self.instance_id.encode())],
-                    on_delivery=delivered,
-                )
+                record = KafkaRecord(self.topic, write.key.encode(), write.value_bytes(), headers)
+                # Pinned to PARTITION: the offsets waited for below are that partition's.
+                produce_to_partition(producer, record, PARTITION, delivered)
             producer.commit_transaction(self._timeout)
         except KafkaException as exc:
             error = exc.args[0]

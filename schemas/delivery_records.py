@@ -83,7 +83,7 @@ class WebhookDelivery:
     updated_at: datetime = field(default_factory=utc_now)
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The seed's WebhookDelivery JSON, plus status, tenant and duration."""
+        """The JSON of Ctrl Plane's Go WebhookDelivery struct, plus status, tenant, duration."""
         data: dict[str, Any] = {
             "id": self.id,
             "created_at": format_rfc3339(self.created_at),

@@ -10,7 +10,3 @@ class ContractError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-
-    def as_problem(self) -> dict[str, str]:
-        """The error as a JSON-friendly mapping, for HTTP problem bodies and dead-letter headers."""
-        return {"field": self.field, "reason": self.reason}

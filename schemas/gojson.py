@@ -82,23 +82,35 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, float):
         out.append(_float(value))
     elif isinstance(value, dict):
-        out.append("{")
-        for index, key in enumerate(sorted(value)):
-            if index:
-                out.append(",")
-            _encode(key, out)
-            out.append(":")
-            _encode(value[key], out)
-        out.append("}")
+        _encode_object(value, out)
     elif isinstance(value, list | tuple):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
+        _encode_array(value, out)
     else:
         raise TypeError(f"json: unsupported type: {type(value).__name__}")
+
+
+def _encode_object(value: dict[Any, Any], out: list[str]) -> None:
+    out.append("{")
+    for key in sorted(value):
+        _encode(key, out)
+        out.append(":")
+        _encode(value[key], out)
+        out.append(",")
+    if value:
+        out[-1] = "}"  # in place of the last comma
+    else:
+        out.append("}")
+
+
+def _encode_array(value: list[Any] | tuple[Any, ...], out: list[str]) -> None:
+    out.append("[")
+    for item in value:
+        _encode(item, out)
+        out.append(",")
+    if value:
+        out[-1] = "]"  # in place of the last comma
+    else:
+        out.append("]")
 
 
 def dumps(value: Any) -> str:

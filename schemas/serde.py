@@ -21,18 +21,15 @@ import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from schemas.attempt_records import webhook_delivery_avro
 from schemas.avsc import schema_dict, schema_str
 from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.timestamps import to_epoch_micros
-from schemas.transcode import (
-    DeliveryTaskJson,
-    EventJson,
-    delivery_task_json,
-    event_json,
-    webhook_delivery_avro,
-)
+from schemas.transcode import DeliveryTaskJson, EventJson, delivery_task_json, event_json
 from schemas.webhook import Webhook
+from schemas.wire import HEADER_SIZE as HEADER_SIZE  # importable from here too
+from schemas.wire import WireFormatError, header, read_long, read_string, schema_id_of
 
 
 class AvroModel(Protocol):
@@ -43,9 +40,6 @@ class AvroModel(Protocol):
 
 
 M = TypeVar("M", bound=AvroModel)
-
-MAGIC_BYTE = 0
-HEADER_SIZE = 5  # magic byte + 4-byte big-endian schema id
 
 
 class DecodeError(ValueError):
@@ -60,9 +54,12 @@ class DecodeError(ValueError):
         self.reason = reason
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    """A registry client; ``mock://<name>`` gives confluent-kafka's in-process mock registry."""
-    client: SchemaRegistryClient = SchemaRegistryClient.new_client({"url": url})
+def registry_client(registry: str | Mapping[str, Any]) -> SchemaRegistryClient:
+    """A registry client for a URL, or for a whole ``SchemaRegistryClient`` configuration (URL,
+    basic auth, CA: what secured registries need); ``mock://<name>`` gives confluent-kafka's
+    in-process mock registry."""
+    config = {"url": registry} if isinstance(registry, str) else dict(registry)
+    client: SchemaRegistryClient = SchemaRegistryClient.new_client(config)
     return client
 
 
@@ -79,6 +76,7 @@ def _canonical(schema: Mapping[str, Any]) -> str:
 # produces (a unit test compares both on generated and corrupted records) and is only used when
 # the writer schema is our own schema, so no resolution is involved.
 
+# The string kinds first: the reader tells them from the longs with one comparison.
 _STRING, _OPTIONAL_STRING, _LONG, _TIMESTAMP_MICROS = range(4)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # what fastavro adds timestamp-micros to
 
@@ -96,12 +94,8 @@ def _field_kind(avro_type: Any) -> int | None:
     return {"string": _STRING, "long": _LONG}.get(avro_type) if isinstance(avro_type, str) else None
 
 
-def flat_record_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dict[str, Any]] | None:
-    """A reader of ``schema``'s records from ``data[start:]``, or None if it is not flat.
-
-    The reader raises ValueError (or IndexError on truncated data) for bytes that are not one
-    record: bad lengths, union indexes or UTF-8, varints over 10 bytes, trailing bytes.
-    """
+def _flat_layout(schema: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+    """The field names and kinds of a flat record schema; None if it is not one."""
     if schema.get("type") != "record":
         return None
     names: list[str] = []
@@ -112,12 +106,24 @@ def flat_record_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dict
             return None
         names.append(field["name"])
         kinds.append(kind)
-    layout = tuple(kinds)
-    keys = tuple(names)
+    return tuple(names), tuple(kinds)
+
+
+def flat_record_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dict[str, Any]] | None:
+    """A reader of ``schema``'s records from ``data[start:]``, or None if it is not flat.
+
+    The reader raises ValueError (WireFormatError and UnicodeDecodeError among them; IndexError
+    when the data ends where a union index should be) for bytes that are not one record: bad
+    lengths, union indexes or UTF-8, truncated varints or varints over 10 bytes, trailing bytes.
+    Longs are wrapped to 64 bits like fastavro's C reader (see schemas/wire.py).
+    """
+    flat = _flat_layout(schema)
+    if flat is None:
+        return None
+    keys, layout = flat
 
     def read(data: bytes, start: int) -> dict[str, Any]:
         pos = start
-        size = len(data)
         values: list[Any] = []
         append = values.append
         for kind in layout:
@@ -129,32 +135,14 @@ def flat_record_reader(schema: Mapping[str, Any]) -> Callable[[bytes, int], dict
                     continue
                 if branch != 2:
                     raise ValueError(f"union index {branch} out of range")
-            # zig-zag varint, at most 10 bytes, wrapped to 64 bits like fastavro's C reader
-            byte = data[pos]
-            pos += 1
-            number = byte & 0x7F
-            shift = 7
-            while byte & 0x80:
-                if shift > 63:
-                    raise ValueError("varint longer than 10 bytes")
-                byte = data[pos]
-                pos += 1
-                number |= (byte & 0x7F) << shift
-                shift += 7
-            number &= 0xFFFFFFFFFFFFFFFF
-            number = (number >> 1) ^ -(number & 1)
-            if kind == _LONG:
-                append(number)
-            elif kind == _TIMESTAMP_MICROS:
-                append(_EPOCH + timedelta(microseconds=number))
-            else:
-                end = pos + number
-                if number < 0 or end > size:
-                    raise ValueError(f"string length {number} out of range")
-                append(data[pos:end].decode())
-                pos = end
-        if pos != size:
-            raise ValueError(f"{size - pos} trailing bytes")
+            if kind <= _OPTIONAL_STRING:  # a string, or the string branch of the union
+                text, pos = read_string(data, pos)
+                append(text)
+                continue
+            number, pos = read_long(data, pos)
+            append(number if kind == _LONG else _EPOCH + timedelta(microseconds=number))
+        if pos != len(data):
+            raise ValueError(f"{len(data) - pos} trailing bytes")
         return dict(zip(keys, values, strict=True))
 
     return read
@@ -194,18 +182,18 @@ class AvroCodec(Generic[M]):
 
     def schema_id(self, topic: str) -> int:
         """Our schema's id under ``<topic>-value`` (registered on first use)."""
-        return int.from_bytes(self._header(topic)[1:], "big")
+        return schema_id_of(self._header(topic))
 
     def _header(self, topic: str) -> bytes:
-        header = self._headers.get(topic)
-        if header is None:
+        cached = self._headers.get(topic)
+        if cached is None:
             with self._lock:
                 schema_id = self._client.register_schema(
                     f"{topic}-value", Schema(self._schema_text, "AVRO")
                 )
-            header = bytes([MAGIC_BYTE]) + int(schema_id).to_bytes(4, "big")
-            self._headers[topic] = header
-        return header
+            cached = header(int(schema_id))
+            self._headers[topic] = cached
+        return cached
 
     def frame(self, body: bytes, topic: str) -> bytes:
         """An Avro body already written with our schema, as wire-format bytes for ``topic``."""
@@ -239,7 +227,7 @@ class AvroCodec(Generic[M]):
         except Exception as exc:
             raise DecodeError(f"schema id {schema_id} cannot be parsed: {exc}") from None
         if same:
-            self._own_headers.add(bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big"))
+            self._own_headers.add(header(schema_id))
         if same and self._flat_reader is not None:
             self._flat_ids.add(schema_id)
         self._writers[schema_id] = entry
@@ -255,9 +243,12 @@ class AvroCodec(Generic[M]):
         del topic  # the schema id in the record decides; kept for symmetry with encode
         if not data:
             raise DecodeError("empty value (tombstone or null) where a record was expected")
-        if data[0] != MAGIC_BYTE or len(data) < HEADER_SIZE:
-            raise DecodeError("not Confluent wire format (magic byte 0 and schema id expected)")
-        schema_id = int.from_bytes(data[1:HEADER_SIZE], "big")
+        try:
+            schema_id = schema_id_of(data)
+        except WireFormatError:
+            raise DecodeError(
+                "not Confluent wire format (magic byte 0 and schema id expected)"
+            ) from None
         if schema_id in self._flat_ids and self._flat_reader is not None:
             try:
                 record = self._flat_reader(data, HEADER_SIZE)
@@ -288,8 +279,9 @@ class AvroCodec(Generic[M]):
 class Serde:
     """The codecs of every model in the contract, sharing one registry client."""
 
-    def __init__(self, registry_url: str) -> None:
-        client = registry_client(registry_url)
+    def __init__(self, registry: str | Mapping[str, Any]) -> None:
+        """``registry``: the registry's URL, or a ``SchemaRegistryClient`` configuration."""
+        client = registry_client(registry)
         self.client = client
         self.events: AvroCodec[Event] = AvroCodec(client, Event, "Event")
         self.webhooks: AvroCodec[Webhook] = AvroCodec(client, Webhook, "Webhook")

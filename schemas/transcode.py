@@ -19,10 +19,10 @@ mypyc when the package is installed (see setup.py); it runs, slower, as plain Py
 
 from __future__ import annotations
 
-import struct
 from typing import Final
 
 from schemas.event_types import EventType
+from schemas.wire import long_at, string_at
 
 # Byte classes inside a JSON string: 1 = written as is by Go and by our encoder; 2 = non-ASCII
 # (part of a UTF-8 sequence, checked as a whole); 0 = needs escaping or ends the string.
@@ -139,7 +139,7 @@ def delivery_task_json(data: bytes, start: int) -> DeliveryTaskJson | None:
     texts: list[str] = []
     pos = start
     for _ in range(4):  # id, webhook_id, tenant_id, url
-        begin, pos = _string(data, pos)
+        begin, pos = string_at(data, pos)
         if pos < 0:
             return None
         try:
@@ -149,8 +149,8 @@ def delivery_task_json(data: bytes, start: int) -> DeliveryTaskJson | None:
     event = event_json(data, pos)
     if event is None:
         return None
-    created_at, pos = _read_long(data, event.end)
-    if pos > len(data) or not _MIN_MICROS <= created_at <= _MAX_MICROS:
+    created_at, pos = long_at(data, event.end)
+    if pos < 0 or not _MIN_MICROS <= created_at <= _MAX_MICROS:
         return None
     return DeliveryTaskJson(texts[0], texts[1], texts[2], texts[3], event, created_at, pos)
 
@@ -158,12 +158,12 @@ def delivery_task_json(data: bytes, start: int) -> DeliveryTaskJson | None:
 def event_json(data: bytes, start: int) -> EventJson | None:
     """The Event record at ``data[start:]`` as JSON, or None if it needs the full path."""
     # id: an evt_ TypeID
-    begin, pos = _string(data, start)
-    if pos < 0 or not _is_typeid(data, begin, pos, _EVENT_PREFIX):
+    begin, pos = _typeid_at(data, start, _EVENT_PREFIX)
+    if pos < 0:
         return None
     event_id = data[begin:pos]
     # type: one of the catalog's
-    begin, pos = _string(data, pos)
+    begin, pos = string_at(data, pos)
     if pos < 0:
         return None
     type_bytes = data[begin:pos]
@@ -171,49 +171,26 @@ def event_json(data: bytes, start: int) -> EventJson | None:
     if event_type is None:
         return None
     # tenant_id: non-empty, and not only spaces (the contract strips it to check)
-    begin, pos = _string(data, pos)
+    begin, pos = string_at(data, pos)
     if pos < 0:
         return None
     tenant = data[begin:pos]
     if not tenant.strip(b" ") or not _plain_ascii(tenant):
         return None
     # instance_id: null or an inst_ TypeID
-    begin, pos = _optional_string(data, pos)
-    if pos < 0 or (begin >= 0 and not _is_typeid(data, begin, pos, _INSTANCE_PREFIX)):
+    begin, pos = _optional_typeid_at(data, pos, _INSTANCE_PREFIX)
+    if pos < 0:
         return None
     instance = data[begin:pos] if begin >= 0 else None
-    # actor_id: null or any string (here: one that needs no escaping)
-    begin, pos = _optional_string(data, pos)
+    # actor_id: null or any string (here: one that needs no escaping); then the payload
+    actor, payload, pos = _actor_and_payload(data, pos)
     if pos < 0:
         return None
-    actor = data[begin:pos] if begin >= 0 else b""
-    if not _plain_ascii(actor):
-        return None
-    # payload: JSON text of an object, already in Go's form (empty text means {})
-    begin, pos = _string(data, pos)
+    timestamp, pos = _timestamp_at(data, pos)
     if pos < 0:
         return None
-    payload = data[begin:pos]
-    if payload and not _canonical_object(payload):
-        return None
-    # timestamp
-    micros, pos = _read_long(data, pos)
-    if pos > len(data):
-        return None
-    timestamp = _rfc3339(micros)
-    if not timestamp:
-        return None
-
-    parts = [b'{"id":"', event_id, b'","type":"', type_bytes, b'","tenant_id":"', tenant, b'"']
-    if instance is not None:
-        parts += (b',"instance_id":"', instance, b'"')
-    if actor:
-        parts += (b',"actor_id":"', actor, b'"')
-    if payload and payload != b"{}":
-        parts += (b',"payload":', payload)
-    parts += (b',"timestamp":"', timestamp, b'"}')
     return EventJson(
-        b"".join(parts),
+        _render(event_id, type_bytes, tenant, instance, actor, payload, timestamp),
         event_id.decode("ascii"),
         event_type,
         tenant.decode("ascii"),
@@ -222,17 +199,76 @@ def event_json(data: bytes, start: int) -> EventJson | None:
     )
 
 
-def _string(data: bytes, pos: int) -> tuple[int, int]:
-    """(start, end) of the Avro string at ``pos``; end is -1 if it is malformed."""
-    length, start = _read_long(data, pos)
-    end = start + length
-    if length < 0 or end > len(data):
+def _render(
+    event_id: bytes,
+    type_bytes: bytes,
+    tenant: bytes,
+    instance: bytes | None,
+    actor: bytes,
+    payload: bytes,
+    timestamp: bytes,
+) -> bytes:
+    """The event's JSON: Go's field order, optional fields left out when empty."""
+    parts = [b'{"id":"', event_id, b'","type":"', type_bytes, b'","tenant_id":"', tenant, b'"']
+    if instance is not None:
+        parts += (b',"instance_id":"', instance, b'"')
+    if actor:
+        parts += (b',"actor_id":"', actor, b'"')
+    if payload and payload != b"{}":
+        parts += (b',"payload":', payload)
+    parts += (b',"timestamp":"', timestamp, b'"}')
+    return b"".join(parts)
+
+
+def _typeid_at(data: bytes, pos: int, prefix: bytes) -> tuple[int, int]:
+    """``string_at``, for a TypeID with ``prefix``; end -1 otherwise."""
+    begin, end = string_at(data, pos)
+    if end < 0 or not _is_typeid(data, begin, end, prefix):
         return 0, -1
-    return start, end
+    return begin, end
+
+
+def _optional_typeid_at(data: bytes, pos: int, prefix: bytes) -> tuple[int, int]:
+    """``_optional_string``, for null or a TypeID with ``prefix``; end -1 otherwise."""
+    begin, end = _optional_string(data, pos)
+    if end < 0 or (begin >= 0 and not _is_typeid(data, begin, end, prefix)):
+        return 0, -1
+    return begin, end
+
+
+def _actor_and_payload(data: bytes, pos: int) -> tuple[bytes, bytes, int]:
+    """The actor id (empty for null) and the payload text at ``pos``, and the position after;
+    -1 unless the actor needs no escaping and the payload is an object already in Go's form
+    (empty text means {})."""
+    begin, pos = _optional_string(data, pos)
+    if pos < 0:
+        return b"", b"", -1
+    actor = data[begin:pos] if begin >= 0 else b""
+    if not _plain_ascii(actor):
+        return b"", b"", -1
+    begin, pos = string_at(data, pos)
+    if pos < 0:
+        return b"", b"", -1
+    payload = data[begin:pos]
+    if payload and not _canonical_object(payload):
+        return b"", b"", -1
+    return actor, payload, pos
+
+
+def _timestamp_at(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The timestamp long at ``pos`` in Go's form and the position after it; -1 if there is
+    none or it is out of datetime's range."""
+    micros, pos = long_at(data, pos)
+    if pos < 0:
+        return b"", -1
+    timestamp = _rfc3339(micros)
+    if not timestamp:
+        return b"", -1
+    return timestamp, pos
 
 
 def _optional_string(data: bytes, pos: int) -> tuple[int, int]:
-    """``_string`` of a ["null", "string"] union; start is -1 for null."""
+    """``string_at`` of a ["null", "string"] union; start is -1 for null."""
     if pos >= len(data):
         return 0, -1
     branch = data[pos]
@@ -240,26 +276,7 @@ def _optional_string(data: bytes, pos: int) -> tuple[int, int]:
         return -1, pos + 1
     if branch != 2:
         return 0, -1
-    return _string(data, pos + 1)
-
-
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    """A zig-zag varint at ``pos`` and the position after it; (-1, size + 1) if malformed."""
-    size = len(data)
-    number = 0
-    shift = 0
-    while True:
-        if pos >= size or shift > 63:
-            return -1, size + 1
-        byte = data[pos]
-        pos += 1
-        number |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
-    if number >= 1 << 64:
-        return -1, size + 1  # wider than a long: the full path explains
-    return (number >> 1) ^ -(number & 1), pos
+    return string_at(data, pos + 1)
 
 
 def _is_typeid(data: bytes, start: int, end: int, prefix: bytes) -> bool:
@@ -458,69 +475,3 @@ def _date_time(second: int) -> bytes:
             two[seconds % 60],
         ]
     )
-
-
-# -- writing attempt records ----------------------------------------------------------------------
-
-
-def webhook_delivery_avro(
-    id: str,
-    webhook_id: str,
-    event_id: str,
-    tenant_id: str,
-    status: str,
-    status_code: int,
-    attempts: int,
-    next_retry_micros: int | None,
-    error: str | None,
-    duration_ms: float,
-    created_at_micros: int,
-    updated_at_micros: int,
-) -> bytes:
-    """The Avro body of a WebhookDelivery record (schemas/avro/webhook_delivery.avsc), written
-    field by field: the delivery worker writes one per attempt. Byte-identical to fastavro's
-    (a property test compares them); ints and longs must fit their Avro types."""
-    out = bytearray()
-    for text in (id, webhook_id, event_id, tenant_id, status):
-        _write_string(out, text)
-    _write_int(out, status_code)
-    _write_int(out, attempts)
-    if next_retry_micros is None:
-        out.append(0)
-    else:
-        out.append(2)
-        _write_long(out, next_retry_micros)
-    if error is None:
-        out.append(0)
-    else:
-        out.append(2)
-        _write_string(out, error)
-    out += _DOUBLE.pack(duration_ms)
-    _write_long(out, created_at_micros)
-    _write_long(out, updated_at_micros)
-    return bytes(out)
-
-
-_DOUBLE: Final = struct.Struct("<d")
-
-
-def _write_string(out: bytearray, text: str) -> None:
-    encoded = text.encode("utf-8")
-    _write_long(out, len(encoded))
-    out += encoded
-
-
-def _write_int(out: bytearray, number: int) -> None:
-    if not -(1 << 31) <= number < 1 << 31:
-        raise OverflowError(f"{number} does not fit an Avro int")
-    _write_long(out, number)
-
-
-def _write_long(out: bytearray, number: int) -> None:
-    if not -(1 << 63) <= number < 1 << 63:
-        raise OverflowError(f"{number} does not fit an Avro long")
-    zigzag = (number << 1) ^ (number >> 63)
-    while zigzag >= 0x80:
-        out.append((zigzag & 0x7F) | 0x80)
-        zigzag >>= 7
-    out.append(zigzag)

@@ -29,7 +29,12 @@ class EncryptedSecret:
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """A tenant's endpoint and the event types (exact or wildcard) it receives."""
+    """A tenant's endpoint and the event types (exact or wildcard) it receives.
+
+    ``version`` counts the writes of the record (0 for one written before versions existed):
+    every writer stores ``version + 1`` of what it read, so a writer can tell whether the
+    record changed since it read it (the gateway's ETag and If-Match are this number).
+    """
 
     id: str
     tenant_id: str
@@ -39,6 +44,7 @@ class Webhook:
     secrets: tuple[EncryptedSecret, ...] = ()
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
+    version: int = 0
 
     def __post_init__(self) -> None:
         ids.check_id(self.id, ids.WEBHOOK, "id")
@@ -46,12 +52,14 @@ class Webhook:
             raise ContractError("tenant_id", "must be a non-empty string")
         if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
             raise ContractError("url", "must be an http:// or https:// URL")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 0:
+            raise ContractError("version", "must be a non-negative integer")
         object.__setattr__(self, "events", tuple(self.events))
         object.__setattr__(self, "secrets", tuple(self.secrets))
 
     def updated(self, **changes: Any) -> Self:
-        """A copy with ``changes`` applied and ``updated_at`` set to now."""
-        return replace(self, **changes, updated_at=utc_now())
+        """The next version: ``changes`` applied, ``updated_at`` now, ``version`` + 1."""
+        return replace(self, **{"version": self.version + 1, **changes}, updated_at=utc_now())
 
     def active_secrets(self, moment: datetime | None = None) -> list[EncryptedSecret]:
         """The secrets to sign with now: the current one plus any inside a rotation overlap."""
@@ -59,7 +67,7 @@ class Webhook:
         return [secret for secret in self.secrets if secret.active_at(moment)]
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The seed's Webhook JSON (the secret is never part of it)."""
+        """The JSON Ctrl Plane's Go Webhook struct marshals (the secret is never part of it)."""
         return {
             "id": self.id,
             "created_at": format_rfc3339(self.created_at),
@@ -83,6 +91,7 @@ class Webhook:
             ],
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "version": self.version,
         }
 
     @classmethod
@@ -99,4 +108,6 @@ class Webhook:
             ),
             created_at=record["created_at"],
             updated_at=record["updated_at"],
+            # Absent from records written before the field existed (resolution fills 0 too).
+            version=record.get("version", 0),
         )

@@ -23,6 +23,7 @@ from faust.types import TP, EventT, Message, StreamT
 from plumbing.kafka.clients import bootstrap
 from plumbing.settings import Settings
 from schemas.serde import Serde
+from streams.broker_auth import faust_broker_options
 from streams.commits import CommitSafeApp
 from streams.webhook_config import WebhookConfig
 
@@ -93,7 +94,12 @@ def app_id(settings: Settings) -> str:
 
 
 def create_app(settings: Settings, options: WorkerOptions) -> faust.App:
-    """A Faust app configured for this platform (aiokafka driver, in-memory tables)."""
+    """A Faust app configured for this platform (aiokafka driver, in-memory tables).
+
+    Kafka security comes from the settings, as for every other client; a
+    ``CPEVENTS_KAFKA_CONFIG`` property aiokafka has no equivalent for raises
+    ``streams.broker_auth.UnsupportedKafkaProperty`` (a ValueError).
+    """
     datadir = options.datadir or Path(tempfile.mkdtemp(prefix="cpevents-streams-"))
     conf: dict[str, Any] = {
         # aiokafka is the driver Faust's tables are safe with (not the confluent driver).
@@ -115,6 +121,7 @@ def create_app(settings: Settings, options: WorkerOptions) -> faust.App:
         "web_port": options.web_port,
         "web_bind": options.web_host,
         "canonical_url": f"http://{options.web_host}:{options.web_port}",
+        **faust_broker_options(settings),
     }
     conf.update(options.extra_conf)
     return CommitSafeApp(app_id(settings), monitor=LeanMonitor(), **conf)

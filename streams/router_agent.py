@@ -5,6 +5,13 @@ takes batches (``take_events``), produces every batch's tasks (and dead letters)
 confluent-kafka producer and returns to Faust only when Kafka acknowledged all of them: Faust acks
 a taken batch's events only after the loop body finished, and commits only acked offsets, so a
 crash at any point replays the batch (same delivery ids) instead of losing it.
+
+A task Kafka refuses as too large (its webhook URL and the event together exceed the
+deliveries topic's ``max.message.bytes``) would replay its batch forever. The writer returns
+such records instead (:class:`~streams.writer.Refused`), and the event they came from is
+dead-lettered to ``events.dlt`` with the reason and its coordinates, so the partition moves on.
+Its other tasks are written: a redrive of the dead letter routes the event again (same delivery
+ids, so those repeat with the ids the delivery side already saw).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import logging
 import os
 import time
+from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -21,9 +29,10 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Message, Producer
 
 from plumbing.kafka.clients import producer_config
 from plumbing.kafka.deadletter import dead_letter_headers
+from plumbing.kafka.produce import Record
 from streams.app import StreamsContext
 from streams.fanout import RegistryUnavailable, Router
-from streams.writer import BatchWriter, OutRecord
+from streams.writer import BatchWriter, Refused
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +86,20 @@ class RouterAgent:
         self.tasks_written = 0
         self.dead_lettered = 0
 
-    def outputs(self, messages: Sequence[Any]) -> list[OutRecord]:
+    def outputs(self, messages: Sequence[Any]) -> list[Record]:
         """The tasks and dead letters for a batch of Faust messages, in input order."""
-        out: list[OutRecord] = []
+        return self._outputs(messages)[0]
+
+    def _outputs(self, messages: Sequence[Any]) -> tuple[list[Record], list[int]]:
+        """``outputs``, and for each message the index of its first output record."""
+        out: list[Record] = []
+        starts: list[int] = []
         now_ns = time.time_ns()
         failed_at_ms = now_ns // 1_000_000
         created_at_us = now_ns // 1000  # one creation time for the batch's tasks
         route = self._router.route
         for message in messages:
+            starts.append(len(out))
             routed = route(message.topic, message.value, created_at_us)
             if routed.dead_letter_reason is not None:
                 log.warning(
@@ -94,15 +109,16 @@ class RouterAgent:
                     message.offset,
                     routed.dead_letter_reason,
                 )
-                # FaustRecord provides the Message methods dead_letter_headers reads.
-                coordinates = cast(Message, FaustRecord(message))
-                headers = dead_letter_headers(
-                    coordinates, routed.dead_letter_reason, SOURCE, failed_at_ms
-                )
-                out.append(OutRecord(self._dead_letters, message.key, message.value, headers))
+                out.append(self._dead_letter(message, routed.dead_letter_reason, failed_at_ms))
             else:
-                out.extend(OutRecord(self._deliveries, t.key, t.value) for t in routed.tasks)
-        return out
+                out.extend(Record(self._deliveries, t.key, t.value) for t in routed.tasks)
+        return out, starts
+
+    def _dead_letter(self, message: Any, reason: str, failed_at_ms: int) -> Record:
+        # FaustRecord provides the Message methods dead_letter_headers reads.
+        coordinates = cast(Message, FaustRecord(message))
+        headers = dead_letter_headers(coordinates, reason, SOURCE, failed_at_ms)
+        return Record(self._dead_letters, message.key, message.value, headers)
 
     async def process(self, messages: Sequence[Any]) -> None:
         """Write a batch's outputs; return only once Kafka acknowledged them.
@@ -112,10 +128,17 @@ class RouterAgent:
         owner of the partitions replays it (same delivery ids).
         """
         confirmed = False
-        records: list[OutRecord] | None = None
+        records: list[Record] | None = None
+        outputs: list[Record] = []
+        refused: list[Refused] = []
         try:
-            records = await self._outputs_retrying(messages)
-            await self._writer.write(records)
+            records, starts = await self._outputs_retrying(messages)
+            outputs = records
+            refused = await self._writer.write(records)
+            if refused:
+                letters = self._letters_for_refused(messages, records, starts, refused)
+                records = letters  # if interrupted now, settle() concerns this second write
+                await self._write_letters(letters)
             confirmed = True
         finally:
             if not confirmed and not (
@@ -123,16 +146,62 @@ class RouterAgent:
             ):
                 log.critical("batch not acknowledged by Kafka; exiting without committing")
                 os._exit(EXIT_UNCONFIRMED)
-        tasks = sum(1 for r in records if r.topic == self._deliveries)
-        self.tasks_written += tasks
-        self.dead_lettered += sum(1 for r in records if r.topic == self._dead_letters)
+        tasks = sum(1 for r in outputs if r.topic == self._deliveries)
+        self.tasks_written += tasks - sum(1 for r in refused if r.record.topic == self._deliveries)
+        self.dead_lettered += sum(1 for r in outputs if r.topic == self._dead_letters)
+        if refused:
+            self.dead_lettered += len(records)
         self.routed_events += len(messages)
 
-    async def _outputs_retrying(self, messages: Sequence[Any]) -> list[OutRecord]:
+    def _letters_for_refused(
+        self,
+        messages: Sequence[Any],
+        records: list[Record],
+        starts: list[int],
+        refused: list[Refused],
+    ) -> list[Record]:
+        """One dead letter per message whose task Kafka refused as too large (reasons joined).
+
+        A refused dead letter (an undecodable event too large for ``events.dlt``) cannot be
+        parked anywhere: it is logged and dropped, the event stays in its topic's retention.
+        """
+        # Rare, so the lookup is built here rather than kept for every batch.
+        position = {(r.topic, r.value): i for i, r in enumerate(records)}
+        reasons: dict[int, list[str]] = {}
+        for item in refused:
+            record = item.record
+            if record.topic != self._deliveries:
+                log.error("dropping a record for %s: %s", record.topic, item.reason)
+                continue
+            index = position[(record.topic, record.value)]
+            webhook = (record.key or b"").decode(errors="replace")
+            reasons.setdefault(bisect_right(starts, index) - 1, []).append(
+                f"delivery task for webhook {webhook} {item.reason}"
+            )
+        failed_at_ms = time.time_ns() // 1_000_000
+        letters = []
+        for message_index, why in sorted(reasons.items()):
+            message = messages[message_index]
+            reason = "; ".join(why)
+            log.warning(
+                "dead-lettering %s[%s]@%s: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                reason,
+            )
+            letters.append(self._dead_letter(message, reason, failed_at_ms))
+        return letters
+
+    async def _write_letters(self, letters: list[Record]) -> None:
+        for item in await self._writer.write(letters):
+            log.error("dropping a dead letter for %s: %s", item.record.topic, item.reason)
+
+    async def _outputs_retrying(self, messages: Sequence[Any]) -> tuple[list[Record], list[int]]:
         delay = 0.2
         while True:
             try:
-                return self.outputs(messages)
+                return self._outputs(messages)
             except RegistryUnavailable as exc:
                 # Stall the partition rather than dead-letter good events during an outage.
                 log.warning("%s; retrying the batch in %.1fs", exc, delay)

@@ -5,42 +5,26 @@ An Avro record's binary form is the concatenation of its fields' encodings, and 
 exactly our Event schema, its task is: the wire header of the DeliveryTask schema, the encoded
 id, webhook id, tenant id and url, the event record's Avro body as it came (``value[5:]``), and
 the encoded ``created_at``. That is what ``Serde.tasks.encode`` writes for the decoded event (a
-unit test compares both) at a fraction of the cost: the router's hot path.
+unit test compares both) at a fraction of the cost: the router's hot path. The encodings are
+schemas/wire.py's.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from schemas.wire import HEADER_SIZE, header
+from schemas.wire import encode_long as avro_long
+from schemas.wire import encode_string as avro_string
 
-_HEADER_SIZE: Final = 5
-
-
-def avro_long(value: int) -> bytes:
-    """``value`` as an Avro long (zig-zag varint)."""
-    number = ((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-_SHORT_LENGTHS: Final = tuple(avro_long(n) for n in range(64))  # one byte each
-
-
-def avro_string(text: str) -> bytes:
-    """``text`` as an Avro string (length, then UTF-8)."""
-    data = text.encode()
-    size = len(data)
-    return (_SHORT_LENGTHS[size] if size < 64 else avro_long(size)) + data
+# avro_long (`value` as an Avro long) and avro_string (`text` as an Avro string) are the wire
+# module's encoders under the names the router and the tests import from here.
+__all__ = ["TaskBytes", "avro_long", "avro_string"]
 
 
 class TaskBytes:
     """Builds DeliveryTask values for one deliveries topic from scanned event records."""
 
     def __init__(self, task_schema_id: int) -> None:
-        self._header = bytes([0]) + task_schema_id.to_bytes(4, "big")
+        self._header = header(task_schema_id)
         # webhook id -> (url, encoded webhook_id, encoded url); a config update can change the url
         self._webhooks: dict[str, tuple[str, bytes, bytes]] = {}
 
@@ -68,7 +52,7 @@ class TaskBytes:
                 cached[1],
                 avro_string(tenant_id),
                 cached[2],
-                memoryview(value)[_HEADER_SIZE:],
+                memoryview(value)[HEADER_SIZE:],
                 created_at_avro,
             )
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import faust
 
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.serde import Serde
 from streams.app import StreamsContext, WorkerOptions, create_app, events_topic, load_processor
@@ -29,7 +30,7 @@ def build_worker(
     settings: Settings, options: WorkerOptions, serde: Serde | None = None
 ) -> StreamsWorker:
     """The Faust app with the router and ``options.processors`` installed (nothing started)."""
-    serde = serde or Serde(settings.schema_registry_url)
+    serde = serde or serde_for(settings)
     app = create_app(settings, options)
     ctx = StreamsContext(
         settings=settings,

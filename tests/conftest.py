@@ -16,7 +16,11 @@ from plumbing.kafka.topic_admin import ensure_topics
 from plumbing.settings import Settings
 from schemas.secrets import generate_encryption_key
 
-pytest_plugins = ["tests.fixtures_registry", "tests.fixtures_delivery"]
+pytest_plugins = [
+    "tests.fixtures_registry",
+    "tests.fixtures_delivery",
+    "tests.fixtures_secure_kafka",
+]
 
 TEST_RETRY_TIERS = ("50ms", "200ms", "500ms")
 

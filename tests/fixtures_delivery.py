@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import socket
 import threading
 import time
 import uuid
@@ -20,12 +22,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 
 from plumbing.kafka.clients import consumer_config, producer_config
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas import ids
 from schemas.delivery_records import DeliveryTask
 from schemas.event import Event
 from schemas.secrets import SecretBox, generate_secret
-from schemas.serde import Serde
 from schemas.timestamps import utc_now
 from schemas.webhook import EncryptedSecret, Webhook
 from tests.conftest import make_settings
@@ -47,7 +49,8 @@ class Receiver:
 
     Each path answers from its script (a queue of actions, then its default): an int is a
     status, ``"hang"`` waits until :meth:`release` (or shutdown), ``("status", {headers})``
-    adds headers, e.g. ``(429, {"Retry-After": "1"})``.
+    adds headers, e.g. ``(429, {"Retry-After": "1"})``. ``answer``, if set, chooses the action
+    of every request instead (it may be async), e.g. by the event it carries.
     """
 
     base_url: str = ""
@@ -57,6 +60,7 @@ class Receiver:
     _defaults: dict[str, object] = field(default_factory=dict)
     _release: asyncio.Event = field(default_factory=asyncio.Event)
     delay: float = 0.0
+    answer: Callable[[Received], object] | None = None
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -79,6 +83,10 @@ class Receiver:
         self.requests.append(received)
         script = self._scripts[request.path]
         action = script.popleft() if script else self._defaults.get(request.path, 200)
+        if self.answer is not None:
+            action = self.answer(received)
+            if inspect.isawaitable(action):
+                action = await action
         if self.delay:
             await asyncio.sleep(self.delay)
         if action == "hang":
@@ -102,16 +110,23 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield recv
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nothing listens on (connections to it are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @contextlib.asynccontextmanager
-async def running_receiver() -> AsyncIterator[Receiver]:
-    """A scriptable webhook receiver on 127.0.0.1 (free port): another endpoint than the
-    ``receiver`` fixture's."""
+async def running_receiver(port: int = 0) -> AsyncIterator[Receiver]:
+    """A scriptable webhook receiver on 127.0.0.1 (``port``, default a free one): another
+    endpoint than the ``receiver`` fixture's."""
     recv = Receiver()
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", recv.handle)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = runner.addresses[0][1]
     recv.base_url = f"http://127.0.0.1:{port}"
@@ -141,7 +156,7 @@ class Feeder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.serde = Serde(settings.schema_registry_url)
+        self.serde = serde_for(settings)
         assert settings.secret_key is not None
         self.box = SecretBox(settings.secret_key.get_secret_value())
         self.producer = Producer(producer_config(settings))
@@ -163,13 +178,27 @@ class Feeder:
         self._flush()
         return webhook
 
+    def rotate(self, webhook: Webhook) -> Webhook:
+        """Write the webhook's next version with a new signing secret (as the gateway's
+        rotation does, without the overlap); the new version."""
+        secret = generate_secret()
+        rotated = webhook.updated(secrets=(EncryptedSecret(self.box.encrypt(secret), utc_now()),))
+        self.secrets[webhook.id] = secret
+        topic = self.settings.topics.webhooks
+        self.producer.produce(
+            topic, key=webhook.id, value=self.serde.webhooks.encode(rotated, topic)
+        )
+        self._flush()
+        return rotated
+
     def tasks(
-        self, webhook: Webhook, count: int = 1, partition: int | None = None
+        self, webhook: Webhook, count: int = 1, partition: int | None = None, payload: str = ""
     ) -> list[DeliveryTask]:
         topic = self.settings.topics.deliveries
         made = []
         for n in range(count):
-            event = Event.new("instance.created", webhook.tenant_id).with_payload({"n": n})
+            body: dict[str, object] = {"n": n, "pad": payload} if payload else {"n": n}
+            event = Event.new("instance.created", webhook.tenant_id).with_payload(body)
             task = DeliveryTask.for_event(event, webhook.id, webhook.url)
             extra = {} if partition is None else {"partition": partition}
             self.producer.produce(

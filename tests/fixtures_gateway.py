@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from producers.gateway.server import serve
 from schemas.serde import Serde
@@ -61,7 +62,7 @@ def run_gateway(base: Settings) -> Iterator[RunningGateway]:
     """Serve a gateway for ``base``'s topics until the block ends."""
     # model_copy skips validation: re-validate so SecretStr fields are typed as in production.
     settings = Settings(**gateway_settings(base).model_dump(mode="python"))
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     loop = asyncio.new_event_loop()
     ready = asyncio.Event()
     failure: list[BaseException] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +13,15 @@ from plumbing.settings import Settings
 from registry.server import RegistryThread
 
 
-def registry_settings(kafka_bootstrap: str, topic: str | None = None) -> Settings:
-    """Settings for a registry on its own topic (unique unless ``topic`` is given)."""
+def registry_settings(
+    kafka_bootstrap: str, topic: str | None = None, auth_file: Path | None = None
+) -> Settings:
+    """Settings for a registry on its own topic (unique unless ``topic`` is given), with the
+    users and permissions of ``auth_file`` if given."""
     return Settings(
         bootstrap_servers=kafka_bootstrap,
         registry_topic=topic or f"_schemas.test.{uuid.uuid4().hex[:10]}",
+        registry_auth_file=auth_file,
     )
 
 

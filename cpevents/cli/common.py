@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
+from plumbing.environment import describe_settings_error
+from plumbing.kafka.preflight import KafkaAccessError, check_kafka_access
 from plumbing.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def load_settings() -> Settings:
-    """Settings from the environment, with a readable error instead of a traceback."""
+def load_settings(check_kafka: bool = False) -> Settings:
+    """Settings from the environment, with a readable error instead of a traceback.
+
+    ``check_kafka``: services pass True, so that a wrong password, an untrusted CA or an
+    unreachable cluster ends the process at start (exit 2) with the settings to check, instead
+    of librdkafka retrying forever behind a live-looking service.
+    """
     try:
-        return Settings()
-    except Exception as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
+        settings = Settings()
+    except ValidationError as exc:
+        err_console.print(
+            f"[red]configuration error:[/red]\n{escape(describe_settings_error(exc))}"
+        )
         raise SystemExit(2) from None
+    except Exception as exc:
+        err_console.print(f"[red]configuration error:[/red] {escape(str(exc))}")
+        raise SystemExit(2) from None
+    if check_kafka:
+        try:
+            check_kafka_access(settings)
+        except KafkaAccessError as exc:
+            err_console.print(f"[red]cannot use Kafka:[/red] {escape(str(exc))}")
+            raise SystemExit(2) from None
+    return settings

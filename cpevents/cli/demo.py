@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from rich.live import Live
@@ -28,21 +28,30 @@ from rich.table import Table
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
 from cpevents.cli.dev import platform_services
-from cpevents.localkafka.broker import free_port
-from cpevents.stack import LocalStack, StackError, StackPorts, throwaway_environment
 from delivery.signing import WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP, signature
 from schemas.samples import sample_events
+
+if TYPE_CHECKING:
+    # Only for annotations: the local stack and broker are dev-only tooling, imported by the
+    # command itself so that loading the CLI (e.g. for a production worker) never loads them.
+    from cpevents.stack import LocalStack
 
 DEMO_TENANT = "ten_demo"
 # Short tiers so the failing endpoint reaches the dead-letter topic within seconds.
 DEMO_RETRY_TIERS = ("1s", "2s")
 
 
+def _free_port() -> int:
+    from cpevents.localkafka.broker import free_port  # dev-only tooling: imported on use
+
+    return free_port()
+
+
 @dataclass
 class Receivers:
     """Two local endpoints: ``/ok`` verifies Standard Webhooks signatures, ``/fail`` answers 500."""
 
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=_free_port)
     secrets: dict[str, str] = field(default_factory=dict)  # path -> signing secret
     valid: int = 0
     invalid: int = 0
@@ -130,6 +139,8 @@ def demo(
     timeout: float = 120.0,
 ) -> None:
     """Run the whole pipeline locally: deliveries, a retry and a dead letter, live; then exit."""
+    from cpevents.stack import LocalStack, StackError, StackPorts, throwaway_environment
+
     base = load_settings()
     run = uuid.uuid4().hex[:8]
     settings = base.model_copy(

@@ -5,23 +5,19 @@ from __future__ import annotations
 import signal
 import time
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
-from cpevents.stack import (
-    LocalStack,
-    Service,
-    StackError,
-    StackPorts,
-    dev_environment,
-    group_ready,
-    http_ok,
-)
 from plumbing.settings import Settings
+
+if TYPE_CHECKING:
+    # Only for annotations: the local-stack supervisor (and the local broker behind it) is
+    # dev-only tooling that a production worker started by this same CLI must never load.
+    from cpevents.stack import Service, StackPorts
 
 dev_app = typer.Typer(help="Run the whole platform locally.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
@@ -30,7 +26,8 @@ app.add_typer(dev_app, name="dev")
 def platform_services(settings: Settings, ports: StackPorts) -> list[Service]:
     """The platform's services in start order: registry, gateway, router, delivery."""
     # Imported here: the CLI is the one place allowed to know every component, and only the
-    # commands that start the stack should pay for importing Faust.
+    # commands that start the stack should pay for importing Faust (or the stack tooling).
+    from cpevents.stack import Service, group_ready, http_ok
     from delivery.worker import group_id as delivery_group
     from streams.app import app_id as streams_group
 
@@ -89,6 +86,9 @@ def dev_up(
 ) -> None:
     """Start Kafka (unless CPEVENTS_BOOTSTRAP_SERVERS is set), the registry, the gateway, a
     streams worker and a delivery worker in the foreground; Ctrl-C stops them all."""
+    # Dev-only tooling, imported when this command runs: loading the CLI must not load it.
+    from cpevents.stack import LocalStack, StackError, StackPorts, dev_environment
+
     settings = load_settings()
     extra_env = dev_environment(settings, settings.home)
     ports = StackPorts(

@@ -14,7 +14,7 @@ from producers.publisher import EventPublisher
 from schemas.errors import ContractError
 from schemas.event import Event
 from schemas.samples import sample_events
-from schemas.secrets import generate_encryption_key
+from schemas.secrets import generate_encryption_key, rotated_key_list
 
 
 @app.command()
@@ -49,6 +49,27 @@ def produce(
 
 
 @app.command()
-def keygen() -> None:
-    """Print a new key for CPEVENTS_SECRET_KEY (encrypts webhook secrets at rest)."""
-    console.print(generate_encryption_key())
+def keygen(
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            "--rotate",
+            help="Print a key list for a rotation: a fresh key first, then the keys of the "
+            "current CPEVENTS_SECRET_KEY",
+        ),
+    ] = False,
+) -> None:
+    """Print a new key for CPEVENTS_SECRET_KEY (encrypts webhook secrets at rest).
+
+    With --rotate: the new CPEVENTS_SECRET_KEY value for a key rotation (the first key
+    encrypts, all decrypt). Set it on every process, let writes re-encrypt, then drop the old
+    keys (see the README).
+    """
+    if not rotate:
+        typer.echo(generate_encryption_key())
+        return
+    current = load_settings().secret_key
+    if current is None:
+        err_console.print("[yellow]CPEVENTS_SECRET_KEY is not set: printing a single new key[/]")
+    # Plain output (no wrapping or markup): the line is meant to be copied as it is.
+    typer.echo(rotated_key_list(current.get_secret_value() if current else None))

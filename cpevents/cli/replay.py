@@ -15,10 +15,12 @@ from rich.table import Table
 
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
+from plumbing.registry_client import serde_for
+from plumbing.settings import Settings
 from schemas.errors import ContractError
 from schemas.event import Event
 from schemas.serde import Serde
-from streams.audit.filters import RecordFilter
+from streams.audit.options import OutputFormat, ReplayOptionError, ReplayOptions, ReplayPlan
 from streams.audit.pipeline import OnUndecodable, ReplayStats
 from streams.audit.reader import RangeReader, RawRecord, ReplayError
 from streams.audit.redeliver import (
@@ -28,8 +30,7 @@ from streams.audit.redeliver import (
     redelivery_filter,
 )
 from streams.audit.render import JsonLines, columns, table_row
-from streams.audit.run import AuditTopic, ReplayRequest, entries
-from streams.audit.timerange import parse_range
+from streams.audit.run import AuditTopic, ReplayRequest, count_matches, entries
 
 TABLE_PAGE = 100  # rows per printed table: a table holds its rows, so print it in pages
 
@@ -70,67 +71,48 @@ def replay(
 ) -> None:
     """Replay event topics (or the attempt log, or dead letters) over a time range, in timestamp
     order across partitions. JSON lines on stdout; problems and the summary on stderr."""
-    settings = load_settings()
+    settings = load_settings(check_kafka=True)
+    options = ReplayOptions(
+        since=since,
+        until=until,
+        tenants=tenant or (),
+        types=event_type or (),
+        instances=instance or (),
+        subsystems=subsystem or (),
+        topic=topic,
+        output_format=output_format,
+        follow=follow,
+        webhook=webhook,
+        redeliver=redeliver,
+        yes=yes,
+    )
     try:
-        if output_format not in ("json", "table"):
-            raise ContractError("format", f"must be json or table, got {output_format!r}")
-        if follow and until is not None:
-            raise ContractError("follow", "cannot be combined with --until")
-        if redeliver and (webhook is None or topic is not AuditTopic.EVENTS or follow):
-            raise ContractError("redeliver", "needs --webhook, the events topic and no --follow")
-        if topic is not AuditTopic.EVENTS and (subsystem or redeliver):
-            raise ContractError("subsystem", "applies to the events topic only")
-        if topic is AuditTopic.DELIVERIES and (event_type or instance):
-            raise ContractError("type", "--type/--instance do not apply to --topic deliveries")
-        selection = RecordFilter.of(
-            tenants=tenant or (),
-            types=event_type or (),
-            instances=instance or (),
-            webhooks=[webhook] if webhook and topic is not AuditTopic.EVENTS else (),
-        )
-        request = ReplayRequest(
-            topic=topic,
-            time_range=parse_range(since, until, int(time.time() * 1000)),
-            selection=selection,
-            subsystems=tuple(subsystem or ()),
-        )
-        request.topics(settings)  # checks the subsystems
-    except ContractError as exc:
+        plan = options.validate(int(time.time() * 1000))
+    except ReplayOptionError as exc:
         err_console.print(f"[red]invalid option --{exc.field}:[/red] {exc.reason}", highlight=False)
         raise typer.Exit(2) from None
 
-    serde = Serde(settings.schema_registry_url)
-    sender: TaskSender | None = None
-    if webhook is not None and topic is AuditTopic.EVENTS:
-        found = load_webhook(settings, serde, webhook)
-        try:
-            selection = redelivery_filter(request.selection, found, webhook)
-        except ContractError as exc:
-            err_console.print(f"[red]refused ({exc.field}):[/red] {exc.reason}", highlight=False)
-            raise typer.Exit(2) from None
-        request = ReplayRequest(request.topic, request.time_range, selection, request.subsystems)
-        assert found is not None
-        if redeliver:
-            sender = TaskSender(settings, serde, found)
-
+    serde = serde_for(settings)
+    plan, sender = _target(plan, settings, serde)
+    request = plan.request
     reader = RangeReader(
         settings,
         request.topics(settings),
         request.time_range,
-        follow=follow,
+        follow=plan.follow,
         headers=request.reads_headers,
     )
     try:
         with reader:
-            if sender is not None and not yes:
-                count = _count(request, reader, serde)
+            if sender is not None and plan.confirm:
+                count = count_matches(request, reader.records(), serde)
                 if count == 0:
                     err_console.print("nothing to redeliver")
                     return
                 typer.confirm(
                     f"Redeliver {count} events to webhook {webhook}?", abort=True, err=True
                 )
-            stats = _emit(request, reader, serde, output_format, sender)
+            stats = _emit(request, reader, serde, plan.output_format, sender)
         if sender is not None:
             sender.close()
     except (ReplayError, RedeliveryError) as exc:
@@ -144,6 +126,27 @@ def replay(
     err_console.print(summary, highlight=False)
 
 
+def _target(
+    plan: ReplayPlan, settings: Settings, serde: Serde
+) -> tuple[ReplayPlan, TaskSender | None]:
+    """``plan`` narrowed to what its target webhook may receive, and the redelivery sender.
+
+    Without a target webhook (not the events topic, or no --webhook) the plan is unchanged. A
+    webhook that cannot receive these events ends the command with exit code 2.
+    """
+    webhook_id = plan.target_webhook
+    if webhook_id is None:
+        return plan, None
+    found = load_webhook(settings, serde, webhook_id)
+    try:
+        plan = plan.narrowed(redelivery_filter(plan.request.selection, found, webhook_id))
+    except ContractError as exc:
+        err_console.print(f"[red]refused ({exc.field}):[/red] {exc.reason}", highlight=False)
+        raise typer.Exit(2) from None
+    assert found is not None  # redelivery_filter refuses a missing webhook
+    return plan, TaskSender(settings, serde, found) if plan.redeliver else None
+
+
 def _report_undecodable(out: Console) -> OnUndecodable:
     def report(record: RawRecord, reason: str) -> None:
         out.print(
@@ -153,13 +156,6 @@ def _report_undecodable(out: Console) -> OnUndecodable:
         )
 
     return report
-
-
-def _count(request: ReplayRequest, reader: RangeReader, serde: Serde) -> int:
-    stats = ReplayStats()
-    for _ in entries(request, reader.records(), serde, lambda _r, _e: None, stats):
-        pass
-    return stats.matched
 
 
 @contextmanager
@@ -184,11 +180,11 @@ def _emit(
     request: ReplayRequest,
     reader: RangeReader,
     serde: Serde,
-    output_format: str,
+    output_format: OutputFormat,
     sender: TaskSender | None,
 ) -> ReplayStats:
     stats = ReplayStats()
-    lines = JsonLines(sys.stdout.buffer) if output_format == "json" else None
+    lines = JsonLines(sys.stdout.buffer) if output_format is OutputFormat.JSON else None
     page: list[tuple[str, ...]] = []
     total = None if any(s.end is None for s in reader.spans) else reader.total
     with _progress() as progress:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import datetime
 import fcntl
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,13 +21,24 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
+from cpevents.localkafka.tls import BrokerTls, write_broker_tls
+from plumbing.kafka.clients import admin_config
 from plumbing.settings import Settings
 
 _POM_TEMPLATE = Path(__file__).with_name("pom.xml")
 _PR_SET_PDEATHSIG = 1
+
+# "plaintext": one PLAINTEXT listener for clients. "sasl_ssl": clients must use TLS (a CA made
+# for the broker) and SCRAM-SHA-512 (user SCRAM_USER, a password made at storage format time).
+Security = Literal["plaintext", "sasl_ssl"]
+SECURITY_MODES: tuple[Security, ...] = ("plaintext", "sasl_ssl")
+SCRAM_USER = "admin"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
 class BrokerError(RuntimeError):
@@ -137,10 +150,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def is_ready(bootstrap_servers: str, timeout: float = 2.0) -> bool:
-    """True once the cluster answers a metadata request with at least one broker."""
+def is_ready(settings: Settings, timeout: float = 2.0) -> bool:
+    """True once the cluster of ``settings`` (address and security) answers a metadata request
+    with at least one broker."""
     # log_level 0: librdkafka would otherwise log every refused connection while Kafka boots.
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    admin = AdminClient(admin_config(settings, log_level=0))
     try:
         metadata = admin.list_topics(timeout=timeout)
     except Exception:
@@ -157,10 +171,113 @@ class LocalBroker:
     port: int
     controller_port: int
     tie_to_parent: bool = False
+    security: Security = "plaintext"
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def tls(self) -> BrokerTls:
+        """The CA and keystore files of the SASL_SSL listener (made at start)."""
+        return BrokerTls(
+            ca_certificate=self.data_dir / "tls" / "ca.pem",
+            keystore=self.data_dir / "tls" / "broker-keystore.pem",
+        )
+
+    @property
+    def _password_file(self) -> Path:
+        return self.data_dir / "scram-admin.password"
+
+    def _scram_password(self) -> str:
+        # Made once per data directory: SCRAM credentials are written into the storage when it
+        # is formatted, so a restart must present the same password.
+        if not self._password_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._password_file.touch(mode=0o600)
+            self._password_file.write_text(secrets.token_hex(24))
+        return self._password_file.read_text().strip()
+
+    def client_environment(self) -> dict[str, str]:
+        """The ``CPEVENTS_*`` variables a client needs to reach this broker (with the password:
+        written to a 0600 file, never printed)."""
+        env = {"CPEVENTS_BOOTSTRAP_SERVERS": self.bootstrap_servers}
+        if self.security == "sasl_ssl":
+            env.update(
+                CPEVENTS_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+                CPEVENTS_KAFKA_SASL_MECHANISM=SCRAM_MECHANISM,
+                CPEVENTS_KAFKA_SASL_USERNAME=SCRAM_USER,
+                CPEVENTS_KAFKA_SASL_PASSWORD=self._scram_password(),
+                CPEVENTS_KAFKA_SSL_CA_LOCATION=str(self.tls.ca_certificate),
+            )
+        return env
+
+    @property
+    def client_env_file(self) -> Path:
+        """A shell file of :meth:`client_environment` (``set -a; . FILE; set +a``)."""
+        return self.data_dir / "client.env"
+
+    def client_settings(self) -> Settings:
+        """This broker's settings with the address and client security to reach it."""
+        updates: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.security == "sasl_ssl":
+            updates.update(
+                kafka_security_protocol="SASL_SSL",
+                kafka_sasl_mechanism=SCRAM_MECHANISM,
+                kafka_sasl_username=SCRAM_USER,
+                kafka_sasl_password=SecretStr(self._scram_password()),
+                kafka_ssl_ca_location=self.tls.ca_certificate,
+                # The broker's own security must not mix with whatever the caller configured.
+                kafka_ssl_certificate_location=None,
+                kafka_ssl_key_location=None,
+                kafka_ssl_key_password=None,
+                kafka_config=None,
+            )
+        else:
+            updates.update(
+                kafka_security_protocol="PLAINTEXT",
+                kafka_sasl_mechanism=None,
+                kafka_sasl_username=None,
+                kafka_sasl_password=None,
+                kafka_ssl_ca_location=None,
+                kafka_ssl_certificate_location=None,
+                kafka_ssl_key_location=None,
+                kafka_ssl_key_password=None,
+                kafka_config=None,
+            )
+        return self.settings.model_copy(update=updates)
+
+    def _listener_config(self) -> dict[str, str]:
+        if self.security == "plaintext":
+            return {
+                "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            }
+        # One SASL_SSL listener for clients and the broker itself (inter-broker traffic), so no
+        # listener on this port accepts a client without TLS and SCRAM. The controller listener
+        # stays PLAINTEXT on loopback: only this JVM talks to it.
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{SCRAM_USER}" password="{self._scram_password()}";'
+        )
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": jaas,
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.tls.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.tls.ca_certificate),
+            "ssl.client.auth": "none",
+        }
 
     @property
     def pid_file(self) -> Path:
@@ -173,11 +290,8 @@ class LocalBroker:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            **self._listener_config(),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir / "logs"),
             "num.partitions": str(self.settings.partitions),
             "offsets.topic.replication.factor": "1",
@@ -192,6 +306,8 @@ class LocalBroker:
             "auto.create.topics.enable": "false",
             "log.cleaner.backoff.ms": "1000",
         }
+        # 0600: with SASL_SSL it holds the broker's SCRAM password.
+        config.touch(mode=0o600)
         config.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
         (self.data_dir / "log4j2.properties").write_text(
             "rootLogger.level = WARN\n"
@@ -239,6 +355,16 @@ class LocalBroker:
         if self.running_pid() is not None:
             return
         libs = ensure_jars(self.settings)
+        scram: list[str] = []
+        if self.security == "sasl_ssl":
+            if not self.tls.valid_for(datetime.timedelta(days=1)):
+                write_broker_tls(self.tls.ca_certificate.parent)
+            # SCRAM users live in the cluster metadata: given at format time, the broker starts
+            # with them (an already formatted storage keeps the ones it has).
+            scram = [
+                "--add-scram",
+                f"{SCRAM_MECHANISM}=[name={SCRAM_USER},password={self._scram_password()}]",
+            ]
         config = self._write_config()
         fmt = subprocess.run(
             self._java_command(
@@ -251,6 +377,7 @@ class LocalBroker:
                 _kafka_cluster_id(self.data_dir / "logs"),
                 "-c",
                 str(config),
+                *scram,
             ),
             capture_output=True,
             text=True,
@@ -268,6 +395,11 @@ class LocalBroker:
             preexec_fn=_die_with_parent if self.tie_to_parent else None,
         )
         self.pid_file.write_text(str(process.pid))
+        self.client_env_file.touch(mode=0o600)
+        self.client_env_file.write_text(
+            "".join(f"{key}={value}\n" for key, value in self.client_environment().items())
+        )
+        client = self.client_settings()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -276,7 +408,7 @@ class LocalBroker:
                     f"see {self.data_dir / 'kafka.out'}"
                     f" and {self.data_dir / 'kafka.log'}"
                 )
-            if is_ready(self.bootstrap_servers, timeout=1.0):
+            if is_ready(client, timeout=1.0):
                 return
             time.sleep(0.2)
         self.stop()
@@ -316,11 +448,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def default_broker(settings: Settings) -> LocalBroker:
-    """The broker ``cpevents kafka start`` manages: fixed ports, data under the home directory."""
+def default_broker(settings: Settings, security: Security = "plaintext") -> LocalBroker:
+    """The broker ``cpevents kafka start`` manages: fixed ports, data under the home directory
+    (one directory per security mode: SCRAM users are part of the formatted storage)."""
     return LocalBroker(
         settings=settings,
-        data_dir=settings.home / "broker",
+        data_dir=settings.home / ("broker" if security == "plaintext" else f"broker-{security}"),
         port=settings.kafka_port,
         controller_port=settings.kafka_controller_port,
+        security=security,
     )

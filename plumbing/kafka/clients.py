@@ -6,6 +6,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message
 
+from plumbing.kafka.security import extra_properties, security_properties
 from plumbing.settings import Settings
 
 
@@ -14,35 +15,54 @@ def bootstrap(settings: Settings) -> str:
     return settings.bootstrap_servers or f"127.0.0.1:{settings.kafka_port}"
 
 
+def connection_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """What every client needs to reach the cluster: bootstrap servers, security (TLS, SASL) and
+    the further properties of ``CPEVENTS_KAFKA_CONFIG``, then ``overrides``.
+
+    The result holds secrets in clear: pass it to a client, never to a log (see
+    ``plumbing.kafka.security.redacted``).
+    """
+    # CPEVENTS_KAFKA_CONFIG comes after the role's tuning defaults (an operator may tune
+    # linger.ms or compression) but cannot touch the guarantees or the security properties:
+    # plumbing.kafka.security refuses those at start.
+    return {
+        "bootstrap.servers": bootstrap(settings),
+        **overrides,
+        **extra_properties(settings),
+        **security_properties(settings),
+    }
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """A durable producer: acks=all and idempotence, so retries never reorder or duplicate."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap(settings),
-        "acks": "all",
-        "enable.idempotence": True,
-        "compression.type": "lz4",
-        # Each event is on the latency path (publish → POST); batches still form under load.
-        "linger.ms": 1,
-    }
+    config = connection_config(
+        settings,
+        **{
+            "compression.type": "lz4",
+            # Each event is on the latency path (publish → POST); batches still form under load.
+            "linger.ms": 1,
+        },
+    )
+    config.update({"acks": "all", "enable.idempotence": True})
     config.update(overrides)
     return config
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
     """An at-least-once consumer: no auto-commit; callers commit after their work is durable."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap(settings),
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-    }
+    config = connection_config(settings, **{"auto.offset.reset": "earliest"})
+    config.update(
+        {"group.id": group_id, "enable.auto.commit": False, "isolation.level": "read_committed"}
+    )
     config.update(overrides)
     return config
 
 
-def admin_config(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap(settings)}
+def admin_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """An admin client (topics, groups, metadata) of the configured cluster."""
+    config = connection_config(settings)
+    config.update(overrides)
+    return config
 
 
 def consume_available(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:

@@ -1,31 +1,74 @@
-"""Create the catalog's topics, idempotently."""
+"""Create the catalog's topics, idempotently, and keep their settings-driven configuration.
+
+New topics get the catalog's configuration, with values that come from settings applied
+(:func:`configured`: the attempt log's ``retention.ms`` from ``CPEVENTS_ATTEMPT_LOG_RETENTION``).
+For a topic that already exists, the configuration keys the catalog sets are compared with the
+broker's:
+
+- keys driven by settings (:data:`ENFORCED`: the attempt log's ``cleanup.policy`` and
+  ``retention.ms``, the fix for its unbounded growth) are **altered** to the wanted value
+  (incremental alter, only those keys) and listed in ``TopicResult.altered``;
+- any other difference is only **reported** (``TopicResult.drift``, logged at WARNING): an
+  operator may have tuned it on purpose, and the catalog's default must not undo that.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
 
 from plumbing.kafka.clients import admin_config
 from plumbing.settings import Settings
 from schemas.topics import TopicSpec
 
+log = logging.getLogger(__name__)
+
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # the library has no annotation
+
+#: Configuration keys brought in line on existing topics, by topic role: their values come from
+#: settings, so a difference means the topic predates the setting (or the setting changed).
+ENFORCED: dict[str, tuple[str, ...]] = {"attempt-log": ("cleanup.policy", "retention.ms")}
 
 
 @dataclass(frozen=True)
 class TopicResult:
+    """What :func:`ensure_topics` did to one topic."""
+
     name: str
     created: bool
+    #: Keys altered on an existing topic: key -> the value set.
+    altered: dict[str, str] = field(default_factory=dict)
+    #: Other keys that differ from the catalog (left as they are): key -> (actual, catalog).
+    drift: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+
+
+def configured(spec: TopicSpec, settings: Settings) -> TopicSpec:
+    """``spec`` with the configuration values that come from settings applied."""
+    if spec.role == "attempt-log":
+        retention_ms = str(int(settings.attempt_log_retention * 1000))
+        return replace(spec, config={**spec.config, "retention.ms": retention_ms})
+    return spec
 
 
 def ensure_topics(
     settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 30.0
 ) -> list[TopicResult]:
-    """Create every topic in ``specs`` (default: the whole catalog) that does not exist yet."""
+    """Create every topic in ``specs`` (default: the whole catalog) that does not exist yet;
+    bring the settings-driven keys of existing ones in line and report other drift."""
     specs = specs if specs is not None else settings.topics.specs(settings.partitions)
+    specs = [configured(spec, settings) for spec in specs]
     admin = AdminClient(admin_config(settings))
     futures = admin.create_topics(
         [
@@ -40,6 +83,8 @@ def ensure_topics(
         request_timeout=timeout,
     )
     results: list[TopicResult] = []
+    existing: list[TopicSpec] = []
+    by_name = {spec.name: spec for spec in specs}
     for name, future in futures.items():
         try:
             future.result(timeout=timeout)
@@ -47,9 +92,51 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-            results.append(TopicResult(name, created=False))
+            existing.append(by_name[name])
+    if existing:
+        results.extend(_reconcile(admin, existing, timeout))
     _wait_until_usable(admin, [spec.name for spec in specs], timeout)
     return sorted(results, key=lambda result: result.name)
+
+
+def _reconcile(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> list[TopicResult]:
+    """Compare existing topics' configuration with ``specs``; alter the enforced keys."""
+    resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in specs]
+    described = admin.describe_configs(resources, request_timeout=timeout)
+    actual: dict[str, dict[str, str | None]] = {}
+    for resource, future in described.items():
+        entries = future.result(timeout=timeout)
+        actual[resource.name] = {key: entry.value for key, entry in entries.items()}
+    results = []
+    changes: list[ConfigResource] = []
+    for spec in specs:
+        enforced = ENFORCED.get(spec.role, ())
+        current = actual.get(spec.name, {})
+        altered: dict[str, str] = {}
+        drift: dict[str, tuple[str | None, str]] = {}
+        for key, wanted in spec.config.items():
+            if current.get(key) == wanted:
+                continue
+            if key in enforced:
+                altered[key] = wanted
+            else:
+                drift[key] = (current.get(key), wanted)
+        if drift:
+            log.warning("topic %s differs from the catalog (left as is): %s", spec.name, drift)
+        if altered:
+            log.warning("topic %s: altering %s (from settings)", spec.name, altered)
+            entries = [
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in altered.items()
+            ]
+            changes.append(
+                ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=entries)
+            )
+        results.append(TopicResult(spec.name, created=False, altered=altered, drift=drift))
+    if changes:
+        for future in admin.incremental_alter_configs(changes, request_timeout=timeout).values():
+            future.result(timeout=timeout)
+    return results
 
 
 def _wait_until_usable(admin: AdminClient, names: list[str], timeout: float) -> None:

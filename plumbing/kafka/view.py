@@ -4,15 +4,23 @@ Used wherever a component needs the whole of a small keyed data set: the webhook
 (router, delivery, gateway), the attempt log (gateway) and the registry's ``_schemas``. It reads
 without a consumer group, so every process sees every partition, and it tails the topic in a
 background thread so that sync and asyncio code can both use it.
+
+Crash-only: when the reader thread meets an unexpected error (a poll that raises, a fatal
+consumer error, a listener that fails) it does not stop and leave the data frozen. It closes its
+consumer, waits with exponential backoff and resumes from the offsets it had applied, and while
+it does ``healthy`` is False and ``error`` says why, so a health check can report it (the
+gateway's ``/healthz`` answers 503 naming the view) and an orchestrator can restart the process
+if it never recovers.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -26,11 +34,19 @@ from confluent_kafka import (
 from plumbing.kafka.clients import consume_available, consumer_config
 from plumbing.settings import Settings
 
+log = logging.getLogger(__name__)
+
 V = TypeVar("V")
 
 # decode(message) -> (key, value); value None means "delete the key" (a tombstone).
 Decoder = Callable[[Message], tuple[str, V | None]]
 Listener = Callable[[str, V | None, V | None], None]
+# Makes the view's consumer from its configuration: a seam for tests (a consumer that fails).
+ConsumerFactory = Callable[[dict[str, Any]], Consumer]
+
+# Backoff between restarts of a failing reader: short at first, at most half a minute.
+_RESTART_INITIAL_S = 0.2
+_RESTART_MAX_S = 30.0
 
 
 class ViewError(RuntimeError):
@@ -67,7 +83,8 @@ class CompactedTopicView(Generic[V]):
 
     ``on_change(key, old, new)`` listeners run on the view's thread, in topic order, after the
     view's dict is updated. Records the decoder rejects (it raises ValueError) are passed to
-    ``on_error`` and skipped: a bad record never stops the view.
+    ``on_error`` and skipped: a bad record never stops the view. Any other error restarts the
+    reader (see the module doc); ``healthy`` and ``error`` tell whether it is reading.
     """
 
     def __init__(
@@ -77,8 +94,14 @@ class CompactedTopicView(Generic[V]):
         decode: Decoder[V],
         on_error: Callable[[Message, Exception], None] | None = None,
         poll_interval: float = 0.1,
+        consumer_factory: ConsumerFactory = Consumer,
+        restart_backoff: tuple[float, float] = (_RESTART_INITIAL_S, _RESTART_MAX_S),
     ) -> None:
         self._settings = settings
+        self._consumer_factory = consumer_factory
+        self._restart_backoff = restart_backoff
+        self._error: str | None = None
+        self.restarts = 0
         self.topic = topic
         self._decode = decode
         self._on_error = on_error
@@ -113,6 +136,21 @@ class CompactedTopicView(Generic[V]):
         with self._lock:
             return self._positions.get(partition, 0)
 
+    @property
+    def healthy(self) -> bool:
+        """False while the reader is failing (restarting with backoff) or has stopped on a
+        fatal error; the data is then possibly stale."""
+        with self._lock:
+            return self._error is None and self._failure is None
+
+    @property
+    def error(self) -> str | None:
+        """Why the view is unhealthy (the last error), or None."""
+        with self._lock:
+            if self._failure is not None:
+                return f"stopped: {self._failure!r}"
+            return self._error
+
     def add_listener(self, listener: Listener[V]) -> None:
         """Call ``listener(key, old, new)`` for every later change."""
         self._listeners.append(listener)
@@ -121,13 +159,7 @@ class CompactedTopicView(Generic[V]):
 
     def start(self) -> CompactedTopicView[V]:
         """Begin reading from the start of every partition in a background thread."""
-        consumer = Consumer(
-            consumer_config(
-                self._settings,
-                f"view-{uuid.uuid4().hex}",  # required by librdkafka; never used (no commits)
-                **{"enable.partition.eof": False, "fetch.wait.max.ms": 50},
-            )
-        )
+        consumer = self._new_consumer()
         metadata = consumer.list_topics(self.topic, timeout=30)
         topic_meta = metadata.topics.get(self.topic)
         if topic_meta is None or topic_meta.error is not None:
@@ -147,7 +179,17 @@ class CompactedTopicView(Generic[V]):
         self._thread.start()
         return self
 
+    def _new_consumer(self) -> Consumer:
+        return self._consumer_factory(
+            consumer_config(
+                self._settings,
+                f"view-{uuid.uuid4().hex}",  # required by librdkafka; never used (no commits)
+                **{"enable.partition.eof": False, "fetch.wait.max.ms": 50},
+            )
+        )
+
     def stop(self) -> None:
+        """Stop the reader thread (the data stays readable, no longer updated)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -170,31 +212,99 @@ class CompactedTopicView(Generic[V]):
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"view of {self.topic} did not reach {targets} in time")
+                    failing = f" (reader failing: {self._error})" if self._error else ""
+                    raise TimeoutError(
+                        f"view of {self.topic} did not reach {targets} in time{failing}"
+                    )
                 self._progress.wait(remaining)
 
     # -- the reader thread ---------------------------------------------------------------------
 
-    def _run(self, consumer: Consumer) -> None:
+    def _run(self, consumer: Consumer | None) -> None:
+        failures = 0
         try:
             while not self._stop.is_set():
-                messages = consume_available(consumer, 500, self._poll_interval)
-                for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        if not error.retriable():
-                            raise ViewError(error.str())
-                        continue
-                    self._apply(message)
-                self._advance(consumer)
+                try:
+                    if consumer is None:
+                        consumer = self._resumed_consumer()
+                    self._read(consumer)
+                except Exception as exc:
+                    failures += 1
+                    self._close_quietly(consumer)
+                    consumer = None
+                    if self._stop.wait(self._fail(exc, failures)):
+                        return
+                else:
+                    return  # stopped
         except BaseException as exc:  # surfaced to waiters; the thread must not die silently
             with self._progress:
                 self._failure = exc
                 self._progress.notify_all()
         finally:
+            self._close_quietly(consumer)
+
+    def _fail(self, exc: Exception, failures: int) -> float:
+        """Record why the reader failed; return how long to wait before restarting it."""
+        initial, ceiling = self._restart_backoff
+        delay = float(min(ceiling, initial * 2 ** min(failures - 1, 30)))
+        reason = f"{type(exc).__name__}: {exc}"
+        with self._progress:
+            self._error = reason
+            self.restarts += 1
+            self._progress.notify_all()
+        log.error(
+            "view of %s failed (%s); restarting in %.1fs (failure %d in a row)",
+            self.topic,
+            reason,
+            delay,
+            failures,
+        )
+        return delay
+
+    def _resumed_consumer(self) -> Consumer:
+        """A new consumer at the offsets applied so far (every record before them is)."""
+        consumer = self._new_consumer()
+        with self._lock:
+            positions = dict(self._positions)
+        consumer.assign(
+            [
+                TopicPartition(self.topic, p, offset if offset > 0 else OFFSET_BEGINNING)
+                for p, offset in sorted(positions.items())
+            ]
+        )
+        return consumer
+
+    @staticmethod
+    def _close_quietly(consumer: Consumer | None) -> None:
+        if consumer is None:
+            return
+        try:
             consumer.close()
+        except Exception as exc:  # a broken consumer may fail to close too; it is dropped
+            log.debug("closing a failed view consumer: %s", exc)
+
+    def _read(self, consumer: Consumer) -> None:
+        """Apply records until stopped; raises on any error (the caller restarts)."""
+        while not self._stop.is_set():
+            messages = consume_available(consumer, 500, self._poll_interval)
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    if not error.retriable():
+                        raise ViewError(error.str())
+                    continue
+                self._apply(message)
+            self._advance(consumer)
+            if self._error is not None:
+                self._recovered()
+
+    def _recovered(self) -> None:
+        with self._progress:
+            reason, self._error = self._error, None
+            self._progress.notify_all()
+        log.warning("view of %s is reading again (after: %s)", self.topic, reason)
 
     def _advance(self, consumer: Consumer) -> None:
         # The consumer's position also moves past records we never see (transaction markers,

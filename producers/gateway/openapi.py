@@ -33,6 +33,20 @@ def _problems(*statuses: int) -> dict[str, Any]:
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "Write only if the webhook is still at this version (its ETag, or *); "
+    "otherwise 409 naming If-Match. Without it the write applies to the current version",
+    "schema": {"type": "string"},
+}
+_ETAG = {
+    "ETag": {
+        "description": "The webhook's version; send it as If-Match to write only that version",
+        "schema": {"type": "string"},
+    }
+}
 _TENANT_QUERY = {
     "name": "tenant_id",
     "in": "query",
@@ -158,8 +172,14 @@ _SCHEMAS: dict[str, Any] = {
     },
     "DeliveryList": {
         "type": "object",
-        "required": ["deliveries"],
-        "properties": {"deliveries": {"type": "array", "items": _ref("Delivery")}},
+        "required": ["deliveries", "next_cursor"],
+        "properties": {
+            "deliveries": {"type": "array", "items": _ref("Delivery")},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass as cursor for the next page; null on the last page",
+            },
+        },
     },
     "Requeued": {
         "type": "object",
@@ -168,7 +188,7 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
-_WRITE_PROBLEMS = (400, 401, 403, 413, 415, 422, 503)
+_WRITE_PROBLEMS = (400, 401, 403, 408, 413, 415, 422, 503)
 
 
 def document() -> dict[str, Any]:
@@ -187,6 +207,8 @@ def document() -> dict[str, Any]:
                 "post": {
                     "operationId": "publishEvents",
                     "summary": "Publish one event or a batch; 202 once Kafka acknowledged",
+                    "description": "413 naming [i].payload when an event's encoding exceeds "
+                    "CPEVENTS_MAX_EVENT_BYTES (nothing of the batch is written)",
                     "requestBody": {
                         "required": True,
                         **_json(
@@ -221,8 +243,13 @@ def document() -> dict[str, Any]:
                 "post": {
                     "operationId": "createWebhook",
                     "requestBody": {"required": True, **_json(_ref("WebhookCreate"))},
+                    "description": "422 naming tenant_id past CPEVENTS_MAX_WEBHOOKS_PER_TENANT",
                     "responses": {
-                        "201": {"description": "Created", **_json(_ref("WebhookWithSecret"))},
+                        "201": {
+                            "description": "Created",
+                            "headers": _ETAG,
+                            **_json(_ref("WebhookWithSecret")),
+                        },
                         **_problems(*_WRITE_PROBLEMS),
                     },
                 },
@@ -232,23 +259,33 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "getWebhook",
                     "responses": {
-                        "200": {"description": "The webhook", **_json(_ref("Webhook"))},
+                        "200": {
+                            "description": "The webhook",
+                            "headers": _ETAG,
+                            **_json(_ref("Webhook")),
+                        },
                         **_problems(401, 404),
                     },
                 },
                 "patch": {
                     "operationId": "updateWebhook",
+                    "parameters": [_IF_MATCH],
                     "requestBody": {"required": True, **_json(_ref("WebhookUpdate"))},
                     "responses": {
-                        "200": {"description": "Updated", **_json(_ref("Webhook"))},
-                        **_problems(400, 401, 404, 413, 415, 422, 503),
+                        "200": {
+                            "description": "Updated",
+                            "headers": _ETAG,
+                            **_json(_ref("Webhook")),
+                        },
+                        **_problems(400, 401, 404, 408, 409, 413, 415, 422, 503),
                     },
                 },
                 "delete": {
                     "operationId": "deleteWebhook",
+                    "parameters": [_IF_MATCH],
                     "responses": {
                         "204": {"description": "Deleted"},
-                        **_problems(401, 404, 503),
+                        **_problems(401, 404, 409, 503),
                     },
                 },
             },
@@ -257,15 +294,23 @@ def document() -> dict[str, Any]:
                 "post": {
                     "operationId": "rotateWebhookSecret",
                     "summary": "New secret; the old one stays valid for the configured overlap",
+                    "description": "At most CPEVENTS_MAX_ACTIVE_SECRETS secrets stay active: "
+                    "rotating again ends the oldest overlaps. Concurrent rotations apply in order",
+                    "parameters": [_IF_MATCH],
                     "responses": {
-                        "200": {"description": "Rotated", **_json(_ref("WebhookWithSecret"))},
-                        **_problems(401, 404, 503),
+                        "200": {
+                            "description": "Rotated",
+                            "headers": _ETAG,
+                            **_json(_ref("WebhookWithSecret")),
+                        },
+                        **_problems(401, 404, 409, 503),
                     },
                 },
             },
             "/v1/deliveries": {
                 "get": {
                     "operationId": "listDeliveries",
+                    "summary": "Deliveries, most recently updated first, a page at a time",
                     "parameters": [
                         _TENANT_QUERY,
                         {"name": "event_id", "in": "query", "schema": {"type": "string"}},
@@ -278,7 +323,19 @@ def document() -> dict[str, Any]:
                         {
                             "name": "limit",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT},
+                            "description": "Page size",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_LIST_LIMIT,
+                                "default": 100,
+                            },
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "description": "next_cursor of the previous page (opaque)",
+                            "schema": {"type": "string"},
                         },
                     ],
                     "responses": {
@@ -302,7 +359,13 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "health",
                     "security": [],
-                    "responses": {"200": {"description": "Serving", **_json({"type": "object"})}},
+                    "responses": {
+                        "200": {"description": "Serving", **_json({"type": "object"})},
+                        "503": {
+                            "description": "Starting, or a view is failing (named in views)",
+                            **_json({"type": "object"}),
+                        },
+                    },
                 }
             },
             "/openapi.json": {

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
+from plumbing.http_server import ServerLimits, start_server
+from plumbing.kafka.async_producer import AsyncProducer
 from plumbing.kafka.clients import producer_config
+from plumbing.kafka.produce import PublishError, Record
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
-from producers.async_producer import AsyncProducer, PublishError, Record
 from producers.gateway import openapi
 from producers.gateway.auth import Principal, TokenAuth
+from producers.gateway.delivery_index import DeliveryFilter
 from producers.gateway.problems import PROBLEM_CONTENT_TYPE, Problem, not_found
-from producers.gateway.queries import find_deliveries, tenant_webhooks
+from producers.gateway.queries import tenant_webhooks
 from producers.gateway.redrive import DeliveryRedriver, NotDeadLettered
 from producers.gateway.stores import DeliveryStore, WebhookStore
 from producers.gateway.validation import (
@@ -32,8 +37,10 @@ from producers.gateway.validation import (
     parse_webhook_create,
     parse_webhook_update,
 )
+from producers.gateway.versions import KeyedLocks, check_if_match, etag
 from producers.gateway.webhook_ops import (
     create_webhook,
+    reencrypted,
     rotate_secret,
     update_webhook,
     with_secret,
@@ -87,8 +94,11 @@ class Gateway:
         self.settings = settings
         self.auth = TokenAuth.from_settings(settings.tenant_tokens, settings.admin_token)
         self.box = SecretBox(settings.secret_key.get_secret_value())
-        self.serde = serde or Serde(settings.schema_registry_url)
+        self.serde = serde or serde_for(settings)
         self.overlap = timedelta(seconds=settings.secret_rotation_overlap)
+        # Writes of one webhook (and creations for one tenant) queue here: see versions.py.
+        self._webhook_locks = KeyedLocks()
+        self._tenant_locks = KeyedLocks()
         self._producer: AsyncProducer | None = None
         self._webhooks: WebhookStore | None = None
         self._deliveries: DeliveryStore | None = None
@@ -158,10 +168,17 @@ class Gateway:
         check_content_type(request.headers.get("Content-Type"))
         limit = self.settings.gateway_max_body_bytes
         check_size(request.content_length, limit)
+        timeout = self.settings.gateway_body_timeout
         try:
-            body = await request.read()
+            # A body trickling in byte by byte must not hold the connection (slowloris).
+            async with asyncio.timeout(timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise Problem(413, "body-too-large", f"body exceeds {limit} bytes", "body") from None
+        except TimeoutError:
+            raise Problem(
+                408, "body-timeout", f"body not received within {timeout:g}s", "body"
+            ) from None
         check_size(len(body), limit)
         return parse_json(body)
 
@@ -182,6 +199,18 @@ class Gateway:
         return web.json_response(openapi.document())
 
     async def health(self, request: web.Request) -> web.Response:
+        """200 while every view reads its topic; 503 naming each view that does not (its data
+        may be stale while its reader restarts)."""
+        stores = (self._webhooks, self._deliveries)
+        if any(store is None for store in stores):
+            return web.json_response({"status": "starting"}, status=503)
+        failing = {
+            topic: error
+            for topic, error in (store.health() for store in stores if store is not None)
+            if error is not None
+        }
+        if failing:
+            return web.json_response({"status": "unhealthy", "views": failing}, status=503)
         return web.json_response({"status": "ok"})
 
     async def post_events(self, request: web.Request) -> web.Response:
@@ -192,21 +221,33 @@ class Gateway:
         for index, event in enumerate(events):
             principal.check_write(event.tenant_id, f"[{index}].tenant_id" if batch else "tenant_id")
         try:
-            records = await asyncio.to_thread(self._records, events)
+            # Every event is encoded (and size-checked) before any is sent: a refused batch
+            # writes nothing.
+            records = await asyncio.to_thread(self._records, events, batch)
             await self._producer_or_fail().send_batch(records)
         except PublishError as exc:
             raise Problem(503, "kafka-unavailable", str(exc)) from None
         return web.json_response({"ids": [e.id for e in events]}, status=202)
 
-    def _records(self, events: list[Event]) -> list[Record]:
+    def _records(self, events: list[Event], batch: bool) -> list[Record]:
         topics = self.settings.topics
+        limit = self.settings.max_event_bytes
         records = []
-        for event in events:
+        for index, event in enumerate(events):
             topic = topics.for_event_type(event.type)
             try:
                 value = self.serde.events.encode(event, topic)
             except Exception as exc:  # registry unreachable or refusing
                 raise Problem(503, "registry-unavailable", type(exc).__name__) from None
+            if len(value) > limit:  # the encoded bytes exist already: checking is free
+                field = f"[{index}].payload" if batch else "payload"
+                raise Problem(
+                    413,
+                    "event-too-large",
+                    f"the event encodes to {len(value)} bytes, over the limit of {limit} bytes "
+                    "(JSON escaping makes <, > and & six bytes each)",
+                    field,
+                )
             records.append(Record(topic, event.tenant_id.encode(), value))
         return records
 
@@ -227,41 +268,71 @@ class Gateway:
         tenant = principal.scope(create.tenant_id, "tenant_id")
         if tenant is None:
             raise Problem(422, "invalid-field", "is required with the admin token", "tenant_id")
-        webhook, secret = create_webhook(create, tenant, self.box, utc_now())
-        await self._put(webhook)
-        return web.json_response(with_secret(webhook, secret), status=201)
+        cap = self.settings.max_webhooks_per_tenant
+        # Creations of one tenant queue, so concurrent ones cannot pass the cap together.
+        async with self._tenant_locks.hold(tenant):
+            if self.webhooks.count_for(tenant) >= cap:
+                raise Problem(
+                    422,
+                    "too-many-webhooks",
+                    f"tenant {tenant} has {cap} webhooks, the limit "
+                    "(CPEVENTS_MAX_WEBHOOKS_PER_TENANT); delete one first",
+                    "tenant_id",
+                )
+            webhook, secret = create_webhook(create, tenant, self.box, utc_now())
+            await self._put(webhook)
+        return web.json_response(
+            with_secret(webhook, secret), status=201, headers={"ETag": etag(webhook)}
+        )
 
     async def get_webhook(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
-        return web.json_response(self._own_webhook(request, principal).to_json_dict())
+        webhook = self._own_webhook(request, principal)
+        return web.json_response(webhook.to_json_dict(), headers={"ETag": etag(webhook)})
+
+    @asynccontextmanager
+    async def _writing(self, request: web.Request, principal: Principal) -> AsyncIterator[Webhook]:
+        """Hold the webhook's write lock and yield its current version (after the writes queued
+        before this one landed), once ``If-Match`` (if sent) names that version."""
+        self._own_webhook(request, principal)  # 404 without queueing
+        async with self._webhook_locks.hold(request.match_info["id"]):
+            # Re-read under the lock: a write before ours returned only once our view showed it.
+            webhook = self._own_webhook(request, principal)
+            check_if_match(request.headers.get("If-Match"), webhook)
+            yield webhook
 
     async def update_webhook(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
-        webhook = self._own_webhook(request, principal)
+        self._own_webhook(request, principal)  # 404 before reading the body
         changes = parse_webhook_update(await self._json_body(request))
-        updated = update_webhook(webhook, changes, utc_now())
-        await self._put(updated)
-        return web.json_response(updated.to_json_dict())
+        async with self._writing(request, principal) as webhook:
+            updated = update_webhook(webhook, changes, utc_now())
+            await self._put(updated)
+        return web.json_response(updated.to_json_dict(), headers={"ETag": etag(updated)})
 
     async def delete_webhook(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
-        webhook = self._own_webhook(request, principal)
-        try:
-            await self.webhooks.delete(webhook.id)
-        except PublishError as exc:
-            raise Problem(503, "kafka-unavailable", str(exc)) from None
+        async with self._writing(request, principal) as webhook:
+            try:
+                await self.webhooks.delete(webhook.id)
+            except PublishError as exc:
+                raise Problem(503, "kafka-unavailable", str(exc)) from None
         return web.Response(status=204)
 
     async def rotate_webhook_secret(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
-        webhook = self._own_webhook(request, principal)
-        rotated, secret = rotate_secret(webhook, self.box, self.overlap, utc_now())
-        await self._put(rotated)
-        return web.json_response(with_secret(rotated, secret))
+        async with self._writing(request, principal) as webhook:
+            rotated, secret = rotate_secret(
+                webhook, self.box, self.overlap, utc_now(), self.settings.max_active_secrets
+            )
+            await self._put(rotated)
+        return web.json_response(with_secret(rotated, secret), headers={"ETag": etag(rotated)})
 
     async def _put(self, webhook: Webhook) -> None:
+        # Every write also moves the secrets to the first CPEVENTS_SECRET_KEY (key rotation).
+        stored = reencrypted(webhook, self.box)
         try:
-            await self.webhooks.put(webhook)
+            await self.webhooks.put(stored)
         except PublishError as exc:
             raise Problem(503, "kafka-unavailable", str(exc)) from None
 
@@ -269,11 +340,14 @@ class Gateway:
         principal = self._principal(request)
         query = parse_delivery_query(request.query)
         tenant = principal.scope(query.tenant_id, "tenant_id")
-        found = find_deliveries(
-            self.deliveries.all(),
-            type(query)(tenant, query.event_id, query.webhook_id, query.status, query.limit),
+        where = DeliveryFilter(tenant, query.event_id, query.webhook_id, query.status)
+        page = self.deliveries.page(where, query.limit, query.cursor)
+        return web.json_response(
+            {
+                "deliveries": [d.to_json_dict() for d in page.deliveries],
+                "next_cursor": page.next_cursor,
+            }
         )
-        return web.json_response({"deliveries": [d.to_json_dict() for d in found]})
 
     async def retry_delivery(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
@@ -291,7 +365,7 @@ class Gateway:
             await self._redriver.redrive(delivery_id, delivery.webhook_id)
         except NotDeadLettered as exc:
             raise Problem(409, "not-dead-lettered", str(exc), "id") from None
-        except PublishError as exc:
+        except (PublishError, TimeoutError) as exc:  # not written, or the DLT scan timed out
             raise Problem(503, "kafka-unavailable", str(exc)) from None
         return web.json_response({"id": delivery_id, "requeued": True}, status=202)
 
@@ -299,12 +373,19 @@ class Gateway:
 async def serve(
     settings: Settings, ready: asyncio.Event | None = None, serde: Serde | None = None
 ) -> None:
-    """Run the gateway on ``settings.gateway_host:gateway_port`` until cancelled."""
-    runner = web.AppRunner(Gateway(settings, serde).app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
-    await site.start()
-    log.info("gateway listening on %s:%s", settings.gateway_host, settings.gateway_port)
+    """Run the gateway on ``settings.gateway_host:gateway_port`` until cancelled.
+
+    Connections are limited (header and keep-alive timeouts, a connection cap:
+    ``plumbing.http_server``) so slow clients cannot hold the gateway.
+    """
+    limits = ServerLimits(
+        header_timeout=settings.gateway_header_timeout,
+        keepalive_timeout=settings.gateway_keepalive_timeout,
+        max_connections=settings.gateway_max_connections,
+    )
+    app = Gateway(settings, serde).app()
+    runner, site = await start_server(app, settings.gateway_host, settings.gateway_port, limits)
+    log.info("gateway listening on %s:%s", settings.gateway_host, site.port)
     if ready is not None:
         ready.set()
     try:

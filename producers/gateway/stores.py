@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from plumbing.kafka.view import CompactedTopicView
+from plumbing.kafka.async_producer import AsyncProducer
+from plumbing.kafka.view import CompactedTopicView, Listener
 from plumbing.settings import Settings
-from producers.async_producer import AsyncProducer
+from producers.gateway.delivery_index import DeliveryFilter, DeliveryIndex, Page, SortKey
 from schemas.delivery_records import WebhookDelivery
 from schemas.serde import AvroCodec, Serde
 from schemas.webhook import Webhook
@@ -33,10 +35,23 @@ class _View(Generic[T]):
         self.topic = topic
         self._codec: AvroCodec[T] = codec
         self._settings = settings
+        self._listeners: list[Listener[T]] = []
         self.view: CompactedTopicView[T] = self._new_view()
 
     def _new_view(self) -> CompactedTopicView[T]:
-        return CompactedTopicView(self._settings, self.topic, self._decode, on_error=self._skip)
+        view = CompactedTopicView(self._settings, self.topic, self._decode, on_error=self._skip)
+        for listener in self._listeners:  # a view made again on a start retry keeps them
+            view.add_listener(listener)
+        return view
+
+    def add_listener(self, listener: Listener[T]) -> None:
+        """Call ``listener(key, old, new)`` for every change, from the first record on."""
+        self._listeners.append(listener)
+        self.view.add_listener(listener)
+
+    def health(self) -> tuple[str, str | None]:
+        """(topic, why the view is unhealthy or None)."""
+        return self.topic, None if self.view.healthy else self.view.error
 
     def _decode(self, message: Message) -> tuple[str, T | None]:
         key = (message.key() or b"").decode(errors="replace")
@@ -95,6 +110,14 @@ class WebhookStore:
     def all(self) -> list[Webhook]:
         return list(self._view.view.snapshot().values())
 
+    def count_for(self, tenant_id: str) -> int:
+        """How many webhooks ``tenant_id`` has."""
+        return sum(1 for webhook in self.all() if webhook.tenant_id == tenant_id)
+
+    def health(self) -> tuple[str, str | None]:
+        """(topic, why the view is unhealthy or None)."""
+        return self._view.health()
+
     async def put(self, webhook: Webhook) -> None:
         """Write ``webhook`` and return once this gateway's view shows it."""
         value = await asyncio.to_thread(self._serde.webhooks.encode, webhook, self._topic)
@@ -110,10 +133,12 @@ class WebhookStore:
 
 
 class DeliveryStore:
-    """The attempt log (latest WebhookDelivery per delivery id)."""
+    """The attempt log (latest WebhookDelivery per delivery id), indexed for paged queries."""
 
     def __init__(self, settings: Settings, serde: Serde) -> None:
         self._view = _View(settings, settings.topics.webhook_deliveries, serde.deliveries)
+        self._index = DeliveryIndex()
+        self._view.add_listener(self._index.on_change)
 
     async def start(self) -> None:
         await self._view.start()
@@ -124,5 +149,11 @@ class DeliveryStore:
     def get(self, delivery_id: str) -> WebhookDelivery | None:
         return self._view.view.get(delivery_id)
 
-    def all(self) -> list[WebhookDelivery]:
-        return list(self._view.view.snapshot().values())
+    def page(self, where: DeliveryFilter, limit: int, after: SortKey | None) -> Page:
+        """Up to ``limit`` deliveries matching ``where``, newest first, after the cursor key."""
+        get: Callable[[str], WebhookDelivery | None] = self._view.view.get
+        return self._index.page(where, limit, after, get)
+
+    def health(self) -> tuple[str, str | None]:
+        """(topic, why the view is unhealthy or None)."""
+        return self._view.health()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from producers.gateway.delivery_index import SortKey, decode_cursor
 from producers.gateway.problems import Problem, bad_request, unprocessable
 from schemas import ids
 from schemas.delivery_records import DeliveryStatus
@@ -188,21 +189,28 @@ class DeliveryQuery:
     webhook_id: str | None = None
     status: DeliveryStatus | None = None
     limit: int = 100
+    cursor: SortKey | None = None
 
 
 def parse_delivery_query(query: Mapping[str, str]) -> DeliveryQuery:
-    """The query string of ``GET /v1/deliveries``."""
-    _no_unknown(query, {"tenant_id", "event_id", "webhook_id", "status", "limit"})
+    """The query string of ``GET /v1/deliveries`` (``cursor``: a previous ``next_cursor``)."""
+    _no_unknown(query, {"tenant_id", "event_id", "webhook_id", "status", "limit", "cursor"})
     status = query.get("status")
     if status is not None and status not in {str(s) for s in DeliveryStatus}:
         raise unprocessable("status", f"must be one of {', '.join(str(s) for s in DeliveryStatus)}")
     limit_text = query.get("limit", "100")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
         raise unprocessable("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}")
+    cursor = query.get("cursor") or None
+    try:
+        after = decode_cursor(cursor) if cursor is not None else None
+    except ValueError as exc:
+        raise unprocessable("cursor", str(exc)) from None
     return DeliveryQuery(
         tenant_id=query.get("tenant_id") or None,
         event_id=query.get("event_id") or None,
         webhook_id=query.get("webhook_id") or None,
         status=DeliveryStatus(status) if status else None,
         limit=int(limit_text),
+        cursor=after,
     )

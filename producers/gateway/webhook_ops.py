@@ -1,7 +1,13 @@
-"""Webhook lifecycle rules (create, update, rotate a secret) as pure functions."""
+"""Webhook lifecycle rules (create, update, rotate a secret) as pure functions.
+
+Every function returns the next version of the record (``version`` + 1; a new webhook is
+version 1), so the gateway's ETag changes with every write.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,6 +15,8 @@ from producers.gateway.validation import WebhookCreate
 from schemas import ids
 from schemas.secrets import SecretBox, generate_secret
 from schemas.webhook import EncryptedSecret, Webhook
+
+log = logging.getLogger(__name__)
 
 
 def create_webhook(
@@ -25,6 +33,7 @@ def create_webhook(
         secrets=(EncryptedSecret(box.encrypt(secret), now),),
         created_at=now,
         updated_at=now,
+        version=1,
     )
     return webhook, secret
 
@@ -40,16 +49,26 @@ def update_webhook(webhook: Webhook, changes: dict[str, Any], now: datetime) -> 
         secrets=webhook.secrets,
         created_at=webhook.created_at,
         updated_at=now,
+        version=webhook.version + 1,
     )
 
 
 def rotate_secret(
-    webhook: Webhook, box: SecretBox, overlap: timedelta, now: datetime
+    webhook: Webhook,
+    box: SecretBox,
+    overlap: timedelta,
+    now: datetime,
+    max_active: int = 3,
 ) -> tuple[Webhook, str]:
     """A new current secret; the secrets active now stay valid until ``now + overlap``.
 
-    Secrets that already expired are dropped, so rotating often does not grow the record.
+    Secrets that already expired are dropped, so rotating often does not grow the record. At
+    most ``max_active`` secrets stay active: rotating again within the overlap ends the
+    oldest overlaps at once (those secrets are dropped), so a receiver never has to try more
+    than ``max_active`` signatures and the record stays small.
     """
+    if max_active < 1:
+        raise ValueError("max_active: must be >= 1")
     secret = generate_secret()
     ends = now + overlap
     kept = [
@@ -63,6 +82,8 @@ def rotate_secret(
     ]
     if overlap <= timedelta(0):
         kept = []
+    # Oldest first (rotation appends): keep the newest ones, leaving room for the new secret.
+    kept = kept[max(0, len(kept) - (max_active - 1)) :]
     rotated = Webhook(
         id=webhook.id,
         tenant_id=webhook.tenant_id,
@@ -72,8 +93,32 @@ def rotate_secret(
         secrets=(*kept, EncryptedSecret(box.encrypt(secret), now)),
         created_at=webhook.created_at,
         updated_at=now,
+        version=webhook.version + 1,
     )
     return rotated, secret
+
+
+def reencrypted(webhook: Webhook, box: SecretBox) -> Webhook:
+    """``webhook`` with its secrets re-encrypted under the box's first key (key rotation: every
+    write moves the record to the new key). With a single key there is nothing to move.
+
+    A secret no configured key opens is kept as it is (logged without its value): dropping
+    it would break the endpoint's verification, and the write itself must not fail on it.
+    """
+    if box.key_count < 2:
+        return webhook
+    secrets = []
+    for secret in webhook.secrets:
+        try:
+            secrets.append(replace(secret, ciphertext=box.rotate(secret.ciphertext)))
+        except ValueError:
+            log.warning(
+                "webhook %s: a secret created at %s opens with no configured key; kept as is",
+                webhook.id,
+                secret.created_at,
+            )
+            secrets.append(secret)
+    return replace(webhook, secrets=tuple(secrets))
 
 
 def with_secret(webhook: Webhook, secret: str) -> dict[str, Any]:

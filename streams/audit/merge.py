@@ -214,9 +214,6 @@ class BoundedMerge(Generic[S, R]):
         """The live sources as a read-only view that follows ``finish`` (no copy per call)."""
         return self._live
 
-    def is_live(self, source: S) -> bool:
-        return source in self._live
-
     @property
     def done(self) -> bool:
         """Every source finished and every buffered record emitted."""

@@ -7,9 +7,10 @@ attempts. The webhook is looked up in the compacted webhooks topic, the source o
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Message, Producer
 
 from plumbing.kafka.clients import producer_config
+from plumbing.kafka.produce import BatchAck, PublishError, Record
 from plumbing.kafka.view import CompactedTopicView
 from plumbing.settings import Settings
 from schemas.delivery_records import DeliveryTask
@@ -79,8 +80,8 @@ def load_webhook(
         view.stop()
 
 
-class RedeliveryError(RuntimeError):
-    """Kafka did not acknowledge every redelivery task."""
+# The CLI catches this name; a redelivery that Kafka did not store is a PublishError like any.
+RedeliveryError = PublishError
 
 
 class TaskSender:
@@ -90,36 +91,21 @@ class TaskSender:
         self._topic = settings.topics.deliveries
         self._encode = serde.tasks.encode
         self._webhook = webhook
+        self._key = webhook.id.encode()
         self._producer = Producer(producer_config(settings))
-        self._errors: list[str] = []
+        # One counter for the whole replay, however long: no state per task.
+        self._ack = BatchAck("redelivery tasks")
         self.sent = 0
 
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._errors.append(err.str())
-
     def send(self, event: Event) -> DeliveryTask:
+        """Produce the delivery task of ``event`` (waits for room if the local queue is full)."""
         task = DeliveryTask.for_event(event, self._webhook.id, self._webhook.url)
-        value = self._encode(task, self._topic)
-        while True:
-            try:
-                self._producer.produce(
-                    self._topic,
-                    key=self._webhook.id.encode(),
-                    value=value,
-                    on_delivery=self._on_delivery,
-                )
-                break
-            except BufferError:
-                self._producer.poll(0.1)  # local queue full: let deliveries drain
-        self._producer.poll(0)
+        self._ack.send(
+            self._producer, Record(self._topic, self._key, self._encode(task, self._topic))
+        )
         self.sent += 1
         return task
 
     def close(self, timeout: float = 60.0) -> None:
         """Wait until Kafka acknowledged every task; RedeliveryError if any was not stored."""
-        remaining = self._producer.flush(timeout)
-        if remaining:
-            raise RedeliveryError(f"{remaining} redelivery tasks not acknowledged in {timeout}s")
-        if self._errors:
-            raise RedeliveryError(f"{len(self._errors)} redelivery tasks failed: {self._errors[0]}")
+        self._ack.wait(self._producer, timeout)

@@ -76,3 +76,11 @@ def entries(
         yield from select_event_json(records, serde, request.selection, on_undecodable, stats)
     else:
         yield from select_events(records, serde, request.selection, on_undecodable, stats)
+
+
+def count_matches(request: ReplayRequest, records: Iterable[RawRecord], serde: Serde) -> int:
+    """How many of ``records`` ``request`` keeps (undecodable records are skipped silently)."""
+    stats = ReplayStats()
+    for _ in entries(request, records, serde, lambda _r, _e: None, stats):
+        pass
+    return stats.matched

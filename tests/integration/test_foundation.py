@@ -12,16 +12,16 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from cpevents.localkafka.broker import free_port
 from plumbing.kafka.clients import admin_config
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from producers.publisher import EventPublisher
 from schemas.event import Event
 from schemas.event_types import SUBSYSTEMS, EventType
-from schemas.serde import Serde
 from tests.kafka_helpers import read_all
 
 
 def test_events_of_every_subsystem_round_trip_through_kafka(settings: Settings) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     events = [
         Event.new(event_type, f"ten_{index % 3}")
         .with_actor("usr_1")
@@ -48,7 +48,7 @@ def test_events_of_every_subsystem_round_trip_through_kafka(settings: Settings) 
 
 
 def test_a_tenants_events_keep_their_order_within_a_subsystem(settings: Settings) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     events = [Event.new("health.passed", "ten_ordered").with_payload({"n": n}) for n in range(50)]
     EventPublisher(settings, serde).publish(events)
     records = read_all(settings, [settings.topics.events("health")], expected=50)

@@ -1,17 +1,24 @@
-"""KafkaBus on the real broker: confirmed publish, durable resume, retry then dead letter."""
+"""KafkaBus on the real broker: confirmed publish, durable resume, retry then dead letter, the
+event size limit and restarts after a consumer failure."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
 
 from plumbing.kafka.deadletter import parse_dead_letter
+from plumbing.limits import EventTooLarge
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
-from producers.kafka_bus import KafkaBus, RetryPolicy
+from producers.kafka_bus import KafkaBus, RestartPolicy, RetryPolicy
 from schemas.event import Event
 from schemas.event_types import EventType
-from schemas.serde import Serde
 from tests.kafka_helpers import read_all
 
 
@@ -31,7 +38,7 @@ def collector(into: list[Event]) -> Callable[[Event], Awaitable[None]]:
 
 
 async def test_publish_is_confirmed_and_lands_on_the_subsystem_topic(settings: Settings) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     bus = KafkaBus(settings, serde)
     one = Event.new(EventType.DEPLOY_STARTED, "ten_a").with_payload({"n": 1})
     batch = [Event.new(EventType.HEALTH_FAILED, "ten_b") for _ in range(20)]
@@ -49,7 +56,7 @@ async def test_publish_is_confirmed_and_lands_on_the_subsystem_topic(settings: S
 
 
 async def test_subscription_filters_types_and_resumes_after_restart(settings: Settings) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     first_run: list[Event] = []
     bus = KafkaBus(settings, serde)
     bus.subscribe(collector(first_run), EventType.INSTANCE_CREATED, name="resume")
@@ -81,7 +88,7 @@ async def test_subscription_filters_types_and_resumes_after_restart(settings: Se
 async def test_failing_handler_is_retried_then_dead_lettered_and_later_events_flow(
     settings: Settings,
 ) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     attempts: dict[str, int] = {}
     handled: list[Event] = []
 
@@ -122,7 +129,7 @@ async def test_undecodable_record_is_parked_and_does_not_stop_the_subscription(
 
     from plumbing.kafka.clients import producer_config
 
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     topic = settings.topics.events("instance")
     raw = Producer(producer_config(settings))
     raw.produce(topic, key=b"ten_x", value=b"not avro at all")
@@ -138,3 +145,76 @@ async def test_undecodable_record_is_parked_and_does_not_stop_the_subscription(
     (parked,) = read_all(settings, [settings.topics.bus_dlt], 1)
     assert parked.value() == b"not avro at all"
     assert "undecodable" in parse_dead_letter(parked.headers()).reason
+
+
+class FlakyConsumer:
+    """A real consumer whose ``poll`` raises once ``failures`` is set (a seam for tests)."""
+
+    failures = 0  # shared by every consumer the factory makes: the restarted one is healthy
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._consumer = Consumer(config)
+
+    def poll(self, timeout: float) -> Any:
+        if FlakyConsumer.failures > 0:
+            FlakyConsumer.failures -= 1
+            raise RuntimeError("injected poll failure")
+        return self._consumer.poll(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+async def test_event_over_the_size_limit_is_refused_naming_payload_and_nothing_is_sent(
+    settings: Settings,
+) -> None:
+    serde = serde_for(settings)
+    bus = KafkaBus(settings, serde)
+    ok = Event.new(EventType.DEPLOY_STARTED, "ten_a")
+    # 50,000 '<' are 50 KB of JSON but 300 KB encoded (Go-style escaping: \u003c).
+    big = Event.new(EventType.DEPLOY_STARTED, "ten_a").with_payload({"html": "<" * 50_000})
+    try:
+        with pytest.raises(EventTooLarge) as batch_error:
+            await bus.publish_many([ok, big])
+        assert batch_error.value.field == "[1].payload"
+        assert str(settings.max_event_bytes) in batch_error.value.reason
+        with pytest.raises(EventTooLarge) as one_error:
+            await bus.publish(big)
+        assert one_error.value.field == "payload"
+        await bus.publish(ok)  # the bus still works
+    finally:
+        await bus.close()
+    (record,) = read_all(settings, [settings.topics.events("deploy")], 2, timeout=5)
+    assert serde.events.decode(record.value(), record.topic() or "") == ok
+
+
+async def test_subscription_restarts_after_a_consumer_failure_and_loses_nothing(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    serde = serde_for(settings)
+    handled: list[Event] = []
+    bus = KafkaBus(
+        settings,
+        serde,
+        restart=RestartPolicy(initial_backoff=0.1, max_backoff=0.5),
+        consumer_factory=FlakyConsumer,  # type: ignore[arg-type]  # duck-typed Consumer
+    )
+    FlakyConsumer.failures = 0
+    subscription = bus.subscribe(collector(handled), name="flaky")
+    first = Event.new(EventType.INSTANCE_CREATED, "ten_f")
+    second = Event.new(EventType.INSTANCE_CREATED, "ten_f")
+    try:
+        await bus.publish(first)
+        await eventually(lambda: handled == [first])
+        with caplog.at_level(logging.ERROR, logger="producers.kafka_bus"):
+            FlakyConsumer.failures = 2  # two failures in a row, then healthy again
+            await eventually(lambda: FlakyConsumer.failures == 0)
+            await bus.publish(second)
+            await eventually(lambda: second in handled)
+        assert subscription.restarts == 2  # type: ignore[attr-defined]
+        assert subscription.error is None  # type: ignore[attr-defined]
+        assert any("injected poll failure" in r.getMessage() for r in caplog.records)
+    finally:
+        FlakyConsumer.failures = 0
+        await bus.close()
+    assert handled == [first, second]  # resumed from the committed offset: no replay, no gap

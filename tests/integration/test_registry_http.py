@@ -1,5 +1,6 @@
 """The registry's HTTP edge: bad input gets Confluent's status and error code, and the
-registry keeps serving; query booleans in either case; the associations probe is a 404."""
+registry keeps serving; query booleans in either case; the associations probe is a 404; modes
+and the health probe without an auth file."""
 
 from __future__ import annotations
 
@@ -186,3 +187,27 @@ async def test_compatibility_endpoint_with_verbose_messages(http: aiohttp.Client
         http, "POST", f"/compatibility/subjects/{name}/versions", {"schema": SCHEMA}
     )
     assert (status, body) == (200, {"is_compatible": True})
+
+
+async def test_mode_endpoints_without_an_auth_file(http: aiohttp.ClientSession) -> None:
+    """Dev mode (loopback, no auth file): modes work and nothing asks for credentials."""
+    name = subject()
+    assert await call(http, "GET", "/_health") == (200, {"status": "ok"})
+    assert await call(http, "GET", "/mode") == (200, {"mode": "READWRITE"})
+    status, body = await call(http, "GET", f"/mode/{name}")
+    assert (status, body["error_code"]) == (404, 40409)
+    assert await call(http, "PUT", f"/mode/{name}", {"mode": "readonly"}) == (
+        200,
+        {"mode": "READONLY"},
+    )
+    status, body = await call(http, "POST", f"/subjects/{name}/versions", {"schema": SCHEMA})
+    assert (status, body["error_code"]) == (422, 42205)
+    status, body = await call(http, "PUT", f"/mode/{name}", {"mode": "IMPORT"})
+    assert (status, body["error_code"]) == (422, 42204)
+    assert await call(http, "DELETE", f"/mode/{name}") == (200, {"mode": "READONLY"})
+    status, _ = await call(http, "POST", f"/subjects/{name}/versions", {"schema": SCHEMA})
+    assert status == 200
+    # Without an auth file the admin-only operations stay open, as before.
+    assert (await call(http, "PUT", f"/config/{name}", {"compatibility": "NONE"}))[0] == 200
+    assert (await call(http, "DELETE", f"/subjects/{name}"))[0] == 200
+    assert (await call(http, "DELETE", f"/subjects/{name}?permanent=true"))[0] == 200

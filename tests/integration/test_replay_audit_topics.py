@@ -9,17 +9,17 @@ from confluent_kafka import Producer
 
 from plumbing.kafka import deadletter
 from plumbing.kafka.clients import producer_config
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.event_types import EventType
 from schemas.ids import WEBHOOK, new_id
-from schemas.serde import Serde
 from tests.fixtures_replay import invoke_replay
 
 
 def test_attempt_log(settings: Settings) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     topic = settings.topics.webhook_deliveries
     hook_a, hook_b = new_id(WEBHOOK), new_id(WEBHOOK)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
@@ -73,7 +73,7 @@ def test_attempt_log(settings: Settings) -> None:
 
 
 def test_dead_letters(settings: Settings) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     hook = new_id(WEBHOOK)
     source = settings.topics.retry("500ms")
     tasks = [

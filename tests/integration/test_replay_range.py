@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.event import Event
-from schemas.serde import Serde
 from streams.audit import (
     RangeReader,
     RecordFilter,
@@ -33,7 +33,7 @@ def ds(kafka_bootstrap: str, registry_url: str) -> DataSet:
     """One data set for the whole module: every test here only reads it."""
     settings = make_settings(kafka_bootstrap, schema_registry_url=registry_url)
     ensure_topics(settings)
-    return produce_dataset(settings, Serde(settings.schema_registry_url))
+    return produce_dataset(settings, serde_for(settings))
 
 
 def replay(
@@ -164,7 +164,7 @@ def test_cli_rejects_bad_options(ds: DataSet) -> None:
 
 def test_cli_subprocess_is_byte_identical(cli_env: dict[str, str], settings: Settings) -> None:
     """``python -m cpevents replay`` twice over the same range, as separate processes."""
-    data = produce_dataset(settings, Serde(settings.schema_registry_url), count=12)
+    data = produce_dataset(settings, serde_for(settings), count=12)
     since = rfc3339_ms(data.base_ms + 2 * SECOND)
     runs = [
         subprocess.run(

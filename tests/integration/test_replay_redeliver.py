@@ -15,6 +15,7 @@ from standardwebhooks import Webhook as StandardWebhook
 from delivery.worker import DeliveryWorker
 from plumbing.kafka.clients import consumer_config, producer_config
 from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.delivery_records import DeliveryTask
 from schemas.event import Event
@@ -100,7 +101,7 @@ def make_webhook(
 
 
 def test_redeliver_produces_tasks_for_the_webhooks_tenant_and_types(settings: Settings) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     webhook, _ = make_webhook(settings, "ten_x", "https://example.com/hook")
     put_webhook(settings, serde, webhook)
     events = history(time.time() - 600)
@@ -135,7 +136,7 @@ def test_redeliver_produces_tasks_for_the_webhooks_tenant_and_types(settings: Se
 
 
 def test_redeliver_refusals_and_confirmation(settings: Settings) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     active, _ = make_webhook(settings, "ten_x", "https://example.com/a")
     inactive, _ = make_webhook(settings, "ten_x", "https://example.com/b", active=False)
     for webhook in (active, inactive):
@@ -181,7 +182,7 @@ async def test_redelivery_reaches_the_receiver_signed(
         delivery_allowed_networks=("127.0.0.0/8",),
     )
     ensure_topics(settings)
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     received: list[tuple[dict[str, str], bytes]] = []
     arrived = asyncio.Event()
 

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.event import Event
 from schemas.event_types import EventType
@@ -29,7 +30,7 @@ TENANTS = [f"ten_{i}" for i in range(12)]  # spread over every partition
 
 @pytest.fixture
 def serde(settings: Settings) -> Serde:
-    return Serde(settings.schema_registry_url)
+    return serde_for(settings)
 
 
 def event_batch(count: int) -> list[Event]:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.event import Event
 from schemas.event_types import EventType
-from schemas.serde import Serde
 from tests.fixtures_streams import WorkerProcess, publish, wait_until
 
 
 def test_counts_processor_serves_per_tenant_per_type_counts(
     settings: Settings, cli_env: dict[str, str]
 ) -> None:
-    serde = Serde(settings.schema_registry_url)
+    serde = serde_for(settings)
     # An hour-long window, so that the test never straddles a window boundary.
     env = {**cli_env, "CPEVENTS_COUNTS_WINDOW_SECONDS": "3600"}
     worker = WorkerProcess(env, settings, processors=("streams.processors.counts",))

@@ -1,10 +1,13 @@
-"""CompactedTopicView on a real broker: catch-up, tombstones, read-your-writes, bad records."""
+"""CompactedTopicView on a real broker: catch-up, tombstones, read-your-writes, bad records,
+and restarts (reported as unhealthy) after its reader failed."""
 
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from plumbing.kafka.clients import producer_config
 from plumbing.kafka.view import CompactedTopicView
@@ -55,4 +58,56 @@ def test_view_catches_up_tails_and_applies_tombstones(settings: Settings) -> Non
         assert view.get("k1") == "new"
         assert changed.wait(5) and changes == [("k1", "v16", "new")]
     finally:
+        view.stop()
+
+
+class FlakyConsumer:
+    """A real consumer whose ``poll`` raises while ``failures`` is positive (a test seam)."""
+
+    failures = 0  # shared by every consumer the factory makes
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._consumer = Consumer(config)
+
+    def poll(self, timeout: float) -> Any:
+        if FlakyConsumer.failures > 0:
+            FlakyConsumer.failures -= 1
+            raise RuntimeError("injected poll failure")
+        return self._consumer.poll(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+def test_view_reports_unhealthy_while_its_reader_restarts_then_catches_up(
+    settings: Settings,
+) -> None:
+    FlakyConsumer.failures = 0
+    view: CompactedTopicView[str] = CompactedTopicView(
+        settings,
+        settings.topics.webhooks,
+        _decode,
+        consumer_factory=FlakyConsumer,  # type: ignore[arg-type]  # duck-typed Consumer
+        restart_backoff=(0.5, 1.0),
+    ).start()
+    try:
+        partition, offset = _produce(settings, "k1", b"v1")
+        view.wait_for(partition, offset, timeout=10)
+        assert view.healthy and view.error is None
+
+        FlakyConsumer.failures = 3  # three failed polls in a row (backoff 0.5 s, 1 s, 1 s)
+        deadline = time.monotonic() + 10
+        while view.healthy:
+            assert time.monotonic() < deadline, "the failure was never reported"
+            time.sleep(0.01)
+        assert "injected poll failure" in (view.error or "")
+        # Written while the reader is down: applied once it is back, nothing skipped.
+        partition, offset = _produce(settings, "k2", b"v2")
+        _produce(settings, "k1", None)
+        view.wait_for(partition, offset + 1, timeout=20)
+        assert view.snapshot() == {"k2": "v2"}
+        assert view.healthy and view.error is None
+        assert view.restarts == 3
+    finally:
+        FlakyConsumer.failures = 0
         view.stop()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+from plumbing.kafka.topic_admin import configured
+from plumbing.settings import Settings
 from schemas.event_types import CATALOG_DIR, SUBSYSTEMS, EventType, subsystem_of
 from schemas.topics import Topics
 
@@ -77,7 +79,9 @@ def test_specs_expand_subsystems_and_tiers_with_their_policies() -> None:
     }
     assert specs["p.webhooks"].config["cleanup.policy"] == "compact"
     assert specs["p.webhooks"].partitions == 1
-    assert specs["p.webhook-deliveries"].config["cleanup.policy"] == "compact"
+    # The attempt log is compacted (latest state per delivery) AND expires (issue 14).
+    assert specs["p.webhook-deliveries"].config["cleanup.policy"] == "compact,delete"
+    assert specs["p.webhook-deliveries"].config["retention.ms"] == str(30 * 24 * 3600 * 1000)
     assert specs["p.deliveries.retry.1s"].config["cleanup.policy"] == "delete"
     assert "retention.ms" in specs["p.deliveries.dlt"].config
     assert specs["p.events.deploy"].partitions == 6
@@ -86,3 +90,13 @@ def test_specs_expand_subsystems_and_tiers_with_their_policies() -> None:
 def test_python_enum_mirrors_the_json_catalog_exactly() -> None:
     data = json.loads((CATALOG_DIR / "event_types.json").read_text())
     assert [str(t) for t in EventType] == list(data["event_types"])
+
+
+def test_attempt_log_retention_comes_from_settings() -> None:
+    settings = Settings(attempt_log_retention=3600.0, topic_prefix="p.")
+    specs = {s.name: configured(s, settings) for s in settings.topics.specs(3)}
+    assert specs["p.webhook-deliveries"].config["retention.ms"] == "3600000"
+    assert specs["p.webhook-deliveries"].config["cleanup.policy"] == "compact,delete"
+    # Other topics keep the catalog's values.
+    assert specs["p.deliveries.dlt"].config["retention.ms"] == "2592000000"
+    assert Settings().attempt_log_retention == 30 * 24 * 3600

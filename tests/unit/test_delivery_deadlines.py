@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from delivery.config import DeliveryConfig
 from delivery.deadlines import Deadlines
 from delivery.outcome import Verdict
 from delivery.sender import Sender
@@ -95,12 +96,13 @@ async def hanging_endpoint() -> AsyncIterator[tuple[str, asyncio.Event]]:
         await runner.cleanup()
 
 
-def sender_settings(timeout: float) -> Settings:
-    return Settings(delivery_allowed_networks=("127.0.0.0/8",), delivery_timeout=timeout)
+def sender_config(timeout: float) -> DeliveryConfig:
+    settings = Settings(delivery_allowed_networks=("127.0.0.0/8",), delivery_timeout=timeout)
+    return DeliveryConfig.from_settings(settings)
 
 
 async def test_the_sender_cuts_a_hanging_endpoint_at_the_total_timeout() -> None:
-    async with hanging_endpoint() as (url, arrived), Sender(sender_settings(0.5)) as sender:
+    async with hanging_endpoint() as (url, arrived), Sender(sender_config(0.5)) as sender:
         result = await sender.post(url, b"{}", {})
     assert arrived.is_set()
     assert (result.status, result.outcome.verdict) == (0, Verdict.RETRY)
@@ -111,7 +113,7 @@ async def test_the_sender_cuts_a_hanging_endpoint_at_the_total_timeout() -> None
 
 async def test_a_lane_cut_twice_goes_on_posting() -> None:
     """A lane's task makes attempt after attempt: each cut must leave it uncancelled."""
-    async with hanging_endpoint() as (url, _arrived), Sender(sender_settings(0.3)) as sender:
+    async with hanging_endpoint() as (url, _arrived), Sender(sender_config(0.3)) as sender:
         task = asyncio.current_task()
         assert task is not None
         for _ in range(2):
@@ -122,7 +124,7 @@ async def test_a_lane_cut_twice_goes_on_posting() -> None:
 
 
 async def test_the_sender_lets_a_shutdown_cancel_through() -> None:
-    async with hanging_endpoint() as (url, arrived), Sender(sender_settings(30)) as sender:
+    async with hanging_endpoint() as (url, arrived), Sender(sender_config(30)) as sender:
         post = asyncio.create_task(sender.post(url, b"{}", {}))
         await arrived.wait()
         post.cancel()  # what the worker's shutdown does to an attempt still in flight

@@ -138,10 +138,12 @@ async def test_mixed_answers_keep_only_vetted_addresses() -> None:
 
 
 def test_sender_vets_each_url_once_and_keeps_refusing() -> None:
+    from delivery.config import DeliveryConfig
     from delivery.sender import Sender
     from plumbing.settings import Settings
 
-    sender = Sender(Settings(delivery_allowed_networks=("127.0.0.0/8",)))
+    settings = Settings(delivery_allowed_networks=("127.0.0.0/8",))
+    sender = Sender(DeliveryConfig.from_settings(settings))
     allowed = sender._vet("http://127.0.0.1:8080/hook")
     assert allowed.port == 8080
     assert sender._vet("http://127.0.0.1:8080/hook") is allowed  # cached

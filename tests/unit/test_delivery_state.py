@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from delivery.health import BreakerState, CircuitBreakers, FailureWindows
+from delivery.lanes import Job
 from delivery.offsets import Outputs, PartitionProgress
 from delivery.retry_headers import FRESH, RetryState, parse_retry_state, without_retry_headers
-from delivery.worker import _Job
 from plumbing.kafka.deadletter import REDRIVE_STRIPPED_PREFIXES, redrive_record
 
 
@@ -32,18 +32,42 @@ def test_breaker_opens_fails_fast_and_half_opens() -> None:
     breakers = CircuitBreakers(threshold=3, cooldown=10)
     for t in range(3):
         assert breakers.allow("e", t)
-        breakers.record("e", success=False, now=t)
+        assert breakers.record("e", success=False, now=t) is (BreakerState.OPEN if t == 2 else None)
     assert breakers.state("e", 3) is BreakerState.OPEN
     assert not breakers.allow("e", 5)
+    assert breakers.next_trial("e", 5) == 12, "refused tasks come back at the trial"
     assert breakers.allow("other", 5)
     assert breakers.state("e", 12.5) is BreakerState.HALF_OPEN
     assert breakers.allow("e", 12.5)  # the one trial
     assert not breakers.allow("e", 12.6)
-    breakers.record("e", success=False, now=13)
+    assert breakers.next_trial("e", 12.6) == 22.6, "the trial is out: a cooldown later"
+    assert breakers.record("e", success=False, now=13) is BreakerState.OPEN
     assert breakers.state("e", 14) is BreakerState.OPEN
     assert breakers.allow("e", 23.5)
-    breakers.record("e", success=True, now=24)
+    assert breakers.record("e", success=True, now=24) is BreakerState.CLOSED
     assert breakers.state("e", 24) is BreakerState.CLOSED
+    assert breakers.next_trial("e", 24) == 24
+
+
+def test_a_half_open_breaker_lets_its_trials_through_and_backs_off_when_they_fail() -> None:
+    breakers = CircuitBreakers(threshold=1, cooldown=10, trials=3, max_cooldown=25)
+    breakers.record("e", success=False, now=0)
+    assert [breakers.allow("e", 10) for _ in range(4)] == [True, True, True, False]
+    # A failed trial reopens it for twice as long; the other trials failing late add nothing.
+    assert breakers.record("e", success=False, now=11) is BreakerState.OPEN
+    assert breakers.record("e", success=False, now=12) is None
+    assert breakers.state("e", 30) is BreakerState.OPEN
+    assert breakers.next_trial("e", 12) == 31
+    assert breakers.allow("e", 31)
+    assert breakers.record("e", success=False, now=31) is BreakerState.OPEN
+    assert breakers.next_trial("e", 31) == 56, "doubled again, up to the longest cooldown"
+    # Once a trial succeeds it is closed: everything goes again, and the next opening starts
+    # from the first cooldown.
+    assert breakers.allow("e", 56)
+    assert breakers.record("e", success=True, now=56) is BreakerState.CLOSED
+    assert all(breakers.allow("e", 56) for _ in range(10))
+    assert breakers.record("e", success=False, now=57) is BreakerState.OPEN
+    assert breakers.next_trial("e", 57) == 67
 
 
 def test_success_resets_the_failure_count() -> None:
@@ -59,6 +83,9 @@ def test_failure_window_disables_after_window_without_success() -> None:
     assert not windows.record("hook", success=False, now=0)
     assert not windows.record("hook", success=False, now=99)
     assert windows.record("hook", success=False, now=100)
+    assert windows.record("hook", success=False, now=101), "expired until forgotten"
+    windows.forget("hook")
+    assert not windows.record("hook", success=False, now=102)
     assert not windows.record("hook2", success=False, now=100)
     assert not windows.record("hook2", success=True, now=150)
     assert not windows.record("hook2", success=False, now=201)
@@ -132,9 +159,16 @@ def test_outputs_with_a_refused_record_never_finish() -> None:
 def test_outputs_take_the_producers_delivery_reports() -> None:
     done: list[str] = []
     refused: list[tuple[object, object]] = []
-    outputs = Outputs(
-        lambda: done.append("done"), lambda error, record: refused.append((error, record))
-    )
+
+    def refuse(outputs: Outputs, error: object, record: object) -> bool:
+        refused.append((error, record))
+        if error != "too large":
+            return False
+        outputs.add()  # taken over: a replacement goes out instead
+        outputs.acked()
+        return True
+
+    outputs = Outputs(lambda: done.append("done"), refuse)
     outputs.add()
     outputs.add()
     outputs.seal()
@@ -143,6 +177,14 @@ def test_outputs_take_the_producers_delivery_reports() -> None:
     outputs("broker down", "second")  # refused: reported, and the task never finishes
     assert refused == [("broker down", "second")]
     assert outputs.failed and done == []
+    replaced = Outputs(lambda: done.append("replaced"), refuse)
+    replaced.add()
+    replaced.seal()
+    replaced("too large", "only")  # taken over: finished once the replacement is acknowledged
+    assert done == [] and not replaced.failed
+    replaced(None, "replacement")
+    assert done == ["replaced"]
+    done.clear()
     finishing = Outputs(lambda: done.append("done"))
     finishing.add()
     finishing.seal()
@@ -152,5 +194,5 @@ def test_outputs_take_the_producers_delivery_reports() -> None:
 
 def test_a_jobs_repr_never_shows_its_signing_secrets() -> None:
     message: Any = None  # never read by repr
-    job = _Job(message, -1, FRESH, PartitionProgress(), 0, secrets=("whsec_c2VjcmV0",))
+    job = Job(message, None, FRESH, PartitionProgress(), 0, secrets=("whsec_c2VjcmV0",))
     assert "whsec_" not in repr(job)

@@ -13,11 +13,14 @@ from registry.errors import RegistryError, incompatible
 from registry.params import page, parse_bool, parse_id, parse_version
 from registry.records import (
     ConfigRecord,
+    IdWatermarkRecord,
+    ModeRecord,
     SchemaRecord,
     Write,
     WriterRecord,
     config_key,
     decode,
+    mode_key,
 )
 from registry.state import LATEST
 from schemas.avsc import schema_names, schema_str
@@ -123,11 +126,21 @@ def test_records_round_trip_through_their_bytes() -> None:
         ConfigRecord("s-value", "FULL"),
         ConfigRecord(None, "NONE"),
         WriterRecord("http://127.0.0.1:8081", "abc"),
+        ModeRecord("s-value", "READONLY"),
+        ModeRecord(None, "READWRITE"),
+        IdWatermarkRecord(42),
     ):
         write = Write.put(record)
         assert decode(write.key.encode(), write.value_bytes()) == (record.key, record)
     tombstone = Write.tombstone(config_key("s"))
     assert decode(tombstone.key.encode(), tombstone.value_bytes()) == (config_key("s"), None)
+
+
+def test_mode_records_read_as_confluent_and_karapace_write_them() -> None:
+    key, record = decode(b'{"keytype":"MODE","subject":"s","magic":0}', b'{"mode":"READONLY"}')
+    assert (key, record) == (mode_key("s"), ModeRecord("s", "READONLY"))
+    key, record = decode(b'{"keytype":"MODE","subject":null,"magic":0}', b'{"mode":"IMPORT"}')
+    assert (key, record) == (mode_key(None), ModeRecord(None, "IMPORT"))
 
 
 def test_keys_are_canonical_whatever_the_writer_spacing() -> None:
@@ -152,7 +165,9 @@ def test_keys_are_canonical_whatever_the_writer_spacing() -> None:
             b'{"subject":"s","version":1,"id":1,"schema":"{bad"}',
             "Invalid schema",
         ),
-        (b'{"keytype":"MODE"}', b"{}", "unknown keytype"),
+        (b'{"keytype":"CONTEXT"}', b"{}", "unknown keytype"),
+        (b'{"keytype":"MODE","subject":null}', b'{"mode":1}', "'mode' must be str"),
+        (b'{"keytype":"ID_WATERMARK"}', b'{"id":"7"}', "'id' must be int"),
     ],
 )
 def test_bad_records_are_value_errors_naming_the_problem(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
 from registry.canonical import parse_schema
 from registry.compatibility import Level
 from registry.errors import RegistryError
-from registry.records import Write
+from registry.mode import Mode
+from registry.records import IdWatermarkRecord, Write
 from registry.state import LATEST, RegistryState, WritePlan
 
 
@@ -140,9 +142,14 @@ def test_soft_then_permanent_delete_of_a_subject() -> None:
     assert again.value.code == 40404
     assert registry.run(registry.state.plan_delete_subject("s", permanent=True)) == [1, 2]
     assert registry.state.subjects(deleted=True) == []
-    # Ids stay known for readers of old records; new schemas still get fresh ids.
-    assert registry.state.schema_by_id(1)
+    # The ids are gone with their last version (as after compaction and a restart), and never
+    # given again: new schemas, and the same schemas registered again, get fresh ids.
+    for schema_id in (1, 2):
+        with pytest.raises(RegistryError) as forgotten:
+            registry.state.schema_by_id(schema_id)
+        assert forgotten.value.code == 40403
     assert registry.register("t", record_schema(("z", "int", ...))) == 3
+    assert registry.register("s", V1) == 4
 
 
 def test_delete_one_version_soft_then_permanent() -> None:
@@ -189,3 +196,86 @@ def test_config_of_a_subject_without_one() -> None:
     with pytest.raises(RegistryError) as missing:
         state.plan_delete_level("s")
     assert missing.value.code == 40408
+
+
+def test_ids_survive_compaction_through_the_watermark() -> None:
+    """A restart after compaction sees only the live records and the watermark: ids continue
+    from the highest ever given, not from the highest still live."""
+    registry = Applied()
+    registry.register("keep", V1)
+    registry.register("gone", record_schema(("x", "long", ...)))
+    registry.run(registry.state.plan_delete_subject("gone", permanent=False))
+    registry.run(registry.state.plan_delete_subject("gone", permanent=True))
+    assert registry.state.max_id() == 2
+
+    compacted = Applied()
+    for key, record in registry.table.items():
+        compacted.table[key] = record
+        compacted.state.apply(None, record)  # type: ignore[arg-type]
+    assert compacted.state.max_id() == 2
+    assert compacted.register("new", record_schema(("y", "long", ...))) == 3
+    assert compacted.register("gone", record_schema(("x", "long", ...))) == 4
+    # Without the watermark (what the registry did before), id 2 would have been given again.
+    without = RegistryState()
+    for record in registry.table.values():
+        if not isinstance(record, IdWatermarkRecord):
+            without.apply(None, record)  # type: ignore[arg-type]
+    assert without.max_id() == 1
+
+
+def test_a_shared_schema_keeps_its_id_while_another_subject_uses_it() -> None:
+    registry = Applied()
+    assert registry.register("a", V1) == 1
+    assert registry.register("b", V1) == 1
+    registry.run(registry.state.plan_delete_subject("a", permanent=False))
+    registry.run(registry.state.plan_delete_subject("a", permanent=True))
+    assert registry.state.schema_by_id(1)
+    assert registry.register("a", V1) == 1
+
+
+def test_read_only_modes_refuse_writes_with_42205() -> None:
+    registry = Applied()
+    registry.register("s", V1)
+    registry.run(registry.state.plan_set_mode("s", Mode.READONLY))
+    assert registry.state.mode("s") is Mode.READONLY
+    assert registry.state.mode("other") is Mode.READWRITE
+    refused: list[Callable[[], WritePlan]] = [
+        lambda: registry.state.plan_register("s", parse_schema(V2_OPTIONAL)),
+        lambda: registry.state.plan_delete_subject("s", permanent=False),
+        lambda: registry.state.plan_delete_version("s", 1, permanent=False),
+        lambda: registry.state.plan_set_level("s", Level.NONE),
+        lambda: registry.state.plan_delete_level("s"),
+    ]
+    for attempt in refused:
+        with pytest.raises(RegistryError) as error:
+            attempt()
+        assert (error.value.status, error.value.code) == (422, 42205)
+        assert "s is in read-only mode" in error.value.message
+    # Registering a schema the subject already has writes nothing: still answered.
+    assert registry.register("s", V1) == 1
+    registry.register("other", V2_REQUIRED)
+
+    # A global READONLY applies to subjects without a mode of their own; a subject's
+    # READWRITE wins over it, but not over the global READONLY_OVERRIDE.
+    registry.run(registry.state.plan_set_mode("s", Mode.READWRITE))
+    registry.run(registry.state.plan_set_mode(None, Mode.READONLY))
+    assert registry.state.mode("other") is Mode.READONLY
+    assert registry.state.mode("s") is Mode.READWRITE
+    with pytest.raises(RegistryError):
+        registry.state.plan_set_level(None, Level.FULL)
+    registry.run(registry.state.plan_set_mode(None, Mode.READONLY_OVERRIDE))
+    assert registry.state.mode("s") is Mode.READONLY_OVERRIDE
+    registry.run(registry.state.plan_set_mode(None, Mode.READWRITE))
+    assert registry.run(registry.state.plan_delete_mode("s")) == {"mode": "READWRITE"}
+    with pytest.raises(RegistryError) as none_left:
+        registry.state.plan_delete_mode("s")
+    assert none_left.value.code == 40409
+    assert registry.register("s", V2_OPTIONAL) == 3
+
+
+def test_unknown_modes_are_42204() -> None:
+    assert Mode.parse("readonly") is Mode.READONLY
+    for bad in ("IMPORT", "sideways", None, 3):
+        with pytest.raises(RegistryError) as error:
+            Mode.parse(bad)
+        assert error.value.code == 42204

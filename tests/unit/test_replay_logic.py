@@ -19,7 +19,15 @@ from schemas.event_types import EventType
 from schemas.ids import WEBHOOK, new_id
 from schemas.serde import Serde
 from schemas.webhook import Webhook
-from streams.audit import BoundedMerge, RecordFilter, ReplayStats, TimeRange, parse_range
+from streams.audit import (
+    BoundedMerge,
+    RecordFilter,
+    ReplayRequest,
+    ReplayStats,
+    TimeRange,
+    count_matches,
+    parse_range,
+)
 from streams.audit.filters import expand_type_patterns
 from streams.audit.pipeline import select_dead_letters, select_events
 from streams.audit.reader import RawRecord
@@ -225,6 +233,20 @@ def test_undecodable_records_are_reported_and_skipped() -> None:
     assert [c for c, _ in skipped] == ["t.events.instance/0@0", "t.events.instance/0@2"]
     assert "wire format" in skipped[0][1] and "empty value" in skipped[1][1]
     assert (stats.read, stats.matched, stats.undecodable) == (4, 1, 2)
+
+
+def test_count_matches_counts_what_a_replay_keeps() -> None:
+    # The number a redelivery confirmation shows: matching events only, undecodable ones skipped.
+    serde = Serde("mock://unit-replay-count")
+    records = [
+        raw(b"\x01junk", 0),
+        raw(serde.events.encode(event(), "t.events.instance"), 1),
+        raw(serde.events.encode(event(), "t.events.instance"), 2),
+        raw(serde.events.encode(event(tenant="ten_b"), "t.events.instance"), 3, key=b"ten_b"),
+    ]
+    only_a = ReplayRequest(selection=RecordFilter.of(tenants=["ten_a"]))
+    assert count_matches(only_a, records, serde) == 2
+    assert count_matches(ReplayRequest(), records, serde) == 3
 
 
 def test_dead_letter_rendering() -> None:

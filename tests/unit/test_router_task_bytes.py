@@ -70,6 +70,12 @@ def test_avro_long_matches_fastavro(value: int) -> None:
     assert avro_string("ü" * value if 0 <= value < 100 else "x") == buffer.getvalue()
 
 
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1])
+def test_avro_long_refuses_what_does_not_fit_a_long(value: int) -> None:
+    with pytest.raises(OverflowError):
+        avro_long(value)
+
+
 def _full_decode_accepts(value: bytes) -> bool:
     try:
         SERDE.events.decode(value, TOPIC)

@@ -30,6 +30,7 @@ def test_events_use_confluent_wire_format_and_round_trip(serde: Serde) -> None:
         assert data[0] == 0
         schema_id = struct.unpack(">I", data[1:5])[0]
         assert schema_id >= 1
+        assert serde.events.schema_id("ctrlplane.events.x") == schema_id
         assert serde.events.decode(data, "ctrlplane.events.x") == event
 
 
@@ -76,6 +77,8 @@ def test_delivery_ids_are_derived_from_event_and_webhook() -> None:
         (b"", "empty"),
         (None, "empty"),
         (b'{"json": true}', "wire format"),
+        (b"\x00", "wire format"),
+        (b"\x00\x00\x00\x01", "wire format"),
         (b"\x00\x00\x00\x00\x01\xff\xff", "Avro decoding failed"),
     ],
 )
@@ -86,6 +89,17 @@ def test_undecodable_bytes_raise_decode_error_with_reason(
     with pytest.raises(DecodeError) as info:
         serde.events.decode(data, "t")
     assert reason in info.value.reason
+
+
+def test_truncated_records_of_our_schema_say_where_they_end(serde: Serde) -> None:
+    data = serde.events.encode(sample_events()[0], "t")
+    serde.events.decode(data, "t")  # the first record learns the id: the flat reader from now on
+    with pytest.raises(DecodeError) as info:
+        serde.events.decode(data[:-1], "t")  # ends inside the timestamp's varint
+    assert info.value.reason == (
+        f"Avro decoding failed: WireFormatError: truncated varint at byte {len(data) - 8}"
+        f" of {len(data) - 1}"
+    )
 
 
 def test_record_breaking_the_contract_is_a_decode_error(serde: Serde) -> None:

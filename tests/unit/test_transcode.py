@@ -9,13 +9,11 @@ compiled module (when installed with mypyc) and its plain-Python source are chec
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 
 import fastavro
@@ -23,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas import gojson, ids, transcode
+from schemas import attempt_records, gojson, ids, transcode
 from schemas.avsc import schema_dict
 from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
@@ -31,23 +29,17 @@ from schemas.event_types import EventType
 from schemas.ids import new_id
 from schemas.serde import DecodeError, Serde, flat_record_reader, webhook_delivery_body
 from schemas.timestamps import from_epoch_micros, to_epoch_micros
+from tests.unit.test_wire import PLAIN_WIRE, plain_module
 
 EVENT_SCHEMA = fastavro.parse_schema(schema_dict("Event"))
 FULL_READER = flat_record_reader(schema_dict("Event"))
 assert FULL_READER is not None
 
 
-def _plain_python_module() -> ModuleType:
-    """schemas/transcode.py run by the interpreter, even when a compiled build is installed."""
-    source = transcode.__file__.rsplit("/", 1)[0] + "/transcode.py"
-    spec = importlib.util.spec_from_file_location("transcode_source", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PLAIN = _plain_python_module()
+# schemas/transcode.py and schemas/attempt_records.py run by the interpreter, on the plain
+# wire module too, even when a compiled build is installed.
+PLAIN = plain_module("transcode", {"wire": PLAIN_WIRE})
+PLAIN_ATTEMPTS = plain_module("attempt_records", {"wire": PLAIN_WIRE})
 TRANSCODERS: list[Callable[[bytes, int], Any]] = [transcode.event_json, PLAIN.event_json]
 
 
@@ -448,6 +440,14 @@ def test_attempt_records_are_written_as_fastavro_writes_them(record: WebhookDeli
     expected = io.BytesIO()
     fastavro.schemaless_writer(expected, DELIVERY_SCHEMA, record.to_avro())
     assert webhook_delivery_body(record) == expected.getvalue()
+    fields = (record.id, record.webhook_id, record.event_id, record.tenant_id, str(record.status))
+    numbers = (record.status_code, record.attempts)
+    retry = None if record.next_retry is None else to_epoch_micros(record.next_retry)
+    times = (to_epoch_micros(record.created_at), to_epoch_micros(record.updated_at))
+    for write in (attempt_records.webhook_delivery_avro, PLAIN_ATTEMPTS.webhook_delivery_avro):
+        assert write(*fields, *numbers, retry, record.error, record.duration_ms, *times) == (
+            expected.getvalue()
+        )
     decoded = fastavro.schemaless_reader(io.BytesIO(expected.getvalue()), DELIVERY_SCHEMA)
     assert isinstance(decoded, dict)
     assert WebhookDelivery.from_avro(decoded) == record

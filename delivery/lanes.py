@@ -1,0 +1,225 @@
+"""Jobs and the per-endpoint lanes that post them.
+
+Each endpoint (scheme, host, port) has a lane: a queue of jobs and at most the per-endpoint
+limit of long-lived runners pulling from it, so a slow endpoint holds only its own runners and a
+record costs no asyncio task or semaphore wait of its own. A lane whose queue stands still while
+its endpoint answers nothing is *stuck*: its new jobs are deferred (back to the retry tier)
+rather than queued, so they do not hold the in-flight budget every other endpoint needs.
+A job whose endpoint's breaker is open when its turn comes is deferred too, until the breaker's
+next trial: nothing is sent, so nothing is counted against its retry ladder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import Message
+
+from delivery.config import DeliveryConfig
+from delivery.health import BreakerState, CircuitBreakers
+from delivery.offsets import PartitionProgress
+from delivery.outcome import Verdict
+from delivery.retry_headers import RetryState
+from delivery.signing import signature_headers
+from delivery.transport import AsyncTransport, AttemptResult
+from schemas.transcode import DeliveryTaskJson
+from schemas.webhook import Webhook
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Job:
+    """One admitted record on its way through an endpoint's lane."""
+
+    message: Message
+    tier: int | None  # the retry tier it was read from; None: a fresh task (deliveries topic)
+    state: RetryState
+    progress: PartitionProgress
+    offset: int
+    queued_at: float = 0.0  # when it joined its endpoint's queue (time.monotonic)
+    task: DeliveryTaskJson | None = None
+    webhook: Webhook | None = None
+    secrets: tuple[str, ...] | None = field(default=None, repr=False)  # plaintext: never shown
+
+
+class Lane:
+    """One endpoint's queued jobs and how many runners post them."""
+
+    __slots__ = ("answered_at", "deferring", "jobs", "runners")
+
+    def __init__(self) -> None:
+        self.jobs: deque[Job] = deque()
+        self.runners = 0
+        # When the endpoint last answered an attempt (time.monotonic; the lane's start before).
+        self.answered_at = time.monotonic()
+        # Set once its queue stood still; new jobs then are deferred until the endpoint
+        # answers again.
+        self.deferring = False
+
+    def stuck(self, now: float, wait: float) -> bool:
+        """Its oldest job waited over ``wait`` seconds, and the endpoint answered nothing for
+        as long: it hangs (a merely slow endpoint, or a busy worker, still gets answers)."""
+        return bool(self.jobs) and min(now - self.jobs[0].queued_at, now - self.answered_at) > wait
+
+
+class WebhookLookup(Protocol):
+    """Where a runner checks, just before posting, that the webhook is still active."""
+
+    def get(self, webhook_id: str) -> Webhook | None:
+        """The current version of the webhook, if any."""
+
+
+class Lanes:
+    """Every endpoint's lane, and the runners posting their jobs through ``transport``.
+
+    A finished attempt is appended to :attr:`attempted` as ``(job, result)``; the worker
+    writes their outputs in one pass. ``drop`` hears of a job found unpostable when its turn
+    came (its webhook deleted or disabled meanwhile), ``defer(job, until)`` of a job not sent
+    because its endpoint's breaker is open (to come back at ``until``, epoch s), ``fail`` of an
+    unexpected error, and ``spawn`` starts (and tracks) each runner.
+    """
+
+    def __init__(
+        self,
+        config: DeliveryConfig,
+        transport: AsyncTransport,
+        webhooks: WebhookLookup,
+        clock: Callable[[], float],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
+        drop: Callable[[Job, Webhook | None], None],
+        defer: Callable[[Job, float], None],
+        fail: Callable[[BaseException], None],
+    ) -> None:
+        self.breakers = CircuitBreakers(
+            config.breaker_failures,
+            config.breaker_cooldown,
+            config.breaker_trials,
+            config.breaker_max_cooldown,
+        )
+        self.attempted: list[tuple[Job, AttemptResult]] = []
+        self._lanes: dict[str, Lane] = {}
+        self._per_endpoint = config.per_endpoint_limit
+        self._queue_wait = config.queue_wait
+        self._transport = transport
+        self._webhooks = webhooks
+        self._clock = clock
+        self._spawn = spawn
+        self._drop = drop
+        self._defer = defer
+        self._fail = fail
+        self._last_shed = 0.0
+
+    def __len__(self) -> int:
+        return len(self._lanes)
+
+    def lane(self, endpoint: str) -> Lane:
+        """The lane of ``endpoint`` (a new one if it has none)."""
+        lane = self._lanes.get(endpoint)
+        if lane is None:
+            lane = self._lanes[endpoint] = Lane()
+        return lane
+
+    def queue(self, endpoint: str, job: Job) -> bool:
+        """Queue ``job`` on its endpoint's lane and start a runner if the endpoint has room
+        for one; False (nothing queued) when the endpoint hangs: the job is to be deferred."""
+        lane = self._lanes.get(endpoint)
+        if lane is None:
+            lane = self._lanes[endpoint] = Lane()
+        queued_at = time.monotonic()
+        if lane.deferring or lane.stuck(queued_at, self._queue_wait):
+            return False
+        job.queued_at = queued_at
+        lane.jobs.append(job)
+        if lane.runners < self._per_endpoint:
+            lane.runners += 1
+            self._spawn(self._run(endpoint, lane))
+        return True
+
+    def start_deferring(self, endpoint: str, lane: Lane) -> None:
+        """Defer ``lane``'s new jobs until its endpoint answers again."""
+        if not lane.deferring:
+            lane.deferring = True
+            log.warning(
+                "endpoint %s: %d tasks queued, the oldest for over %ss; deferring new ones",
+                endpoint,
+                len(lane.jobs),
+                self._queue_wait,
+            )
+
+    def stuck_lanes(self, now: float) -> list[tuple[str, Lane]]:
+        """The lanes whose oldest job waited too long (``Lane.stuck``) at ``now``
+        (time.monotonic); checked at most every quarter of the wait, as lanes may be many."""
+        if now - self._last_shed < self._queue_wait / 4:
+            return []
+        self._last_shed = now
+        wait = self._queue_wait
+        return [(endpoint, lane) for endpoint, lane in self._lanes.items() if lane.stuck(now, wait)]
+
+    def _breaker_moved(self, endpoint: str, result: AttemptResult) -> None:
+        """Log a change of ``endpoint``'s breaker (just made by ``result``)."""
+        breakers = self.breakers
+        now = self._clock()
+        if breakers.state(endpoint, now) is BreakerState.CLOSED:
+            log.info("endpoint %s answers again: circuit closed", endpoint)
+            return
+        log.warning(
+            "endpoint %s keeps failing (%s): circuit open, its tasks deferred for %.1fs, "
+            "then up to %d trials",
+            endpoint,
+            result.outcome.reason,
+            breakers.next_trial(endpoint, now) - now,
+            breakers.trials,
+        )
+
+    async def _run(self, endpoint: str, lane: Lane) -> None:
+        """Post the lane's jobs one after another until it is empty.
+
+        The attempt is inline (not a coroutine of its own): every await of the HTTP call
+        resumes through each coroutine frame above it, once per request and phase.
+        """
+        post, breakers, jobs = self._transport.post, self.breakers, lane.jobs
+        try:
+            while jobs:
+                job = jobs.popleft()
+                task, webhook, secrets = job.task, job.webhook, job.secrets
+                try:
+                    assert task is not None and webhook is not None and secrets is not None
+                    current = self._webhooks.get(webhook.id)
+                    if current is None or not current.active:
+                        self._drop(job, current)  # e.g. another task's 410 disabled it
+                        continue
+                    now = self._clock()
+                    if not breakers.allow(endpoint, now):
+                        # Open, or its trials are out: nothing sent, nothing counted.
+                        self._defer(job, breakers.next_trial(endpoint, now))
+                        continue
+                    # Signed now: webhook-timestamp is the attempt's time, however long the
+                    # job waited in the lane.
+                    body = task.event.json
+                    headers = signature_headers(task.event.id, int(now), body, secrets)
+                    result = await post(webhook.url, body, headers)
+                    if result.status:  # it answers (again): its tasks queue again
+                        lane.deferring = False
+                        lane.answered_at = time.monotonic()
+                    failed = result.outcome.verdict is Verdict.RETRY
+                    if breakers.record(endpoint, not failed, self._clock()) is not None:
+                        self._breaker_moved(endpoint, result)
+                    # The outputs are written in one pass for every attempt finished meanwhile:
+                    # interleaving that work with the HTTP calls costs far more CPU (caches)
+                    # than doing it in a batch.
+                    self.attempted.append((job, result))
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:
+                    self._fail(exc)
+        finally:
+            lane.runners -= 1
+            if not lane.runners and not lane.jobs and self._lanes.get(endpoint) is lane:
+                del self._lanes[endpoint]

@@ -14,13 +14,14 @@ at a time (its keep-alive timer defaults to 3630 s), and accepts any number of c
   ``max_field_size``, ``max_headers``).
 
 Slow *bodies* are the application's to bound (read them under a timeout: the gateway's
-``CPEVENTS_GATEWAY_BODY_TIMEOUT``). Used by the gateway; the registry's server can use it too.
+``CPEVENTS_GATEWAY_BODY_TIMEOUT``). Used by the gateway and the registry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -148,11 +149,15 @@ class LimitedSite(web.BaseSite):
         port: int,
         limits: ServerLimits,
         backlog: int = 128,
+        sock: socket.socket | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self.host = host
         self.port = port
         self.limits = limits
+        # A socket bound beforehand (the registry binds first: its address is part of what
+        # it announces before serving); else host and port are bound on start.
+        self._sock = sock
         self.open_connections = 0
         self.refused_connections = 0
 
@@ -165,9 +170,19 @@ class LimitedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None  # BaseSite checked the runner was set up
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guarded(server), self.host, self.port, backlog=self._backlog, reuse_address=True
-        )
+        loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                self._guarded(server), sock=self._sock, backlog=self._backlog
+            )
+        else:
+            self._server = await loop.create_server(
+                self._guarded(server),
+                self.host,
+                self.port,
+                backlog=self._backlog,
+                reuse_address=True,
+            )
         sockets = self._server.sockets
         if sockets:
             self.port = int(sockets[0].getsockname()[1])  # the real one when 0 was asked
@@ -189,13 +204,18 @@ class LimitedSite(web.BaseSite):
 
 
 async def start_server(
-    app: web.Application, host: str, port: int, limits: ServerLimits
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ServerLimits,
+    sock: socket.socket | None = None,
 ) -> tuple[web.AppRunner, LimitedSite]:
-    """Set ``app`` up and listen on ``host:port`` with ``limits``; returns the runner (call
-    ``cleanup()`` to stop) and the site (its ``port`` is the bound one)."""
+    """Set ``app`` up and listen on ``host:port`` (or on ``sock``, already bound) with
+    ``limits``; returns the runner (call ``cleanup()`` to stop) and the site (its ``port`` is
+    the bound one)."""
     runner = web.AppRunner(app, access_log=None, **limits.runner_options())
     await runner.setup()
-    site = LimitedSite(runner, host, port, limits)
+    site = LimitedSite(runner, host, port, limits, sock=sock)
     try:
         await site.start()
     except BaseException:

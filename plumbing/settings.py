@@ -39,6 +39,15 @@ class Settings(BaseSettings):
         "create it with `cpevents registry add-user`). Unset: no authentication, and the "
         "registry only listens on loopback addresses",
     )
+    registry_header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a new registry connection has to send a head"
+    )
+    registry_keepalive_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds an idle registry keep-alive connection stays"
+    )
+    registry_max_connections: int = Field(
+        default=1024, ge=1, description="Open registry connections at most; more get 503"
+    )
     topic_prefix: str = "ctrlplane."
     partitions: int = Field(default=3, ge=1, description="Default partitions for new topics")
     replication_factor: int = Field(default=1, ge=1)
@@ -236,6 +245,30 @@ class Settings(BaseSettings):
     )
     gateway_max_connections: int = Field(
         default=1024, ge=1, description="Open connections at most; more are answered 503"
+    )
+
+    # Observability (issue 16): Prometheus metrics (plumbing/metrics.py) and consumer lag
+    # (plumbing/kafka/lag.py). Traces are configured by the standard OTEL_* variables only.
+    metrics_per_webhook: bool = Field(
+        default=False,
+        description="Also count delivery attempts per webhook id (one series per webhook: only "
+        "for a bounded number of webhooks)",
+    )
+    metrics_lag_per_partition: bool = Field(
+        default=False,
+        description="Export consumer lag per partition as well as per topic",
+    )
+    metrics_lag_cache: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds a consumer-lag reading is reused by scrapes (it costs Kafka calls)",
+    )
+    delivery_web_host: str = Field(
+        default="127.0.0.1",
+        description="Where the delivery worker serves /metrics and /healthz (`--web-host`)",
+    )
+    delivery_web_port: int = Field(
+        default=6067, ge=0, le=65535, description="Port of the delivery worker's /metrics"
     )
 
     @property

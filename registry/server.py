@@ -13,6 +13,7 @@ from types import TracebackType
 
 from aiohttp import web
 
+from plumbing.http_server import ServerLimits, start_server
 from plumbing.settings import Settings
 from registry.app import DEFAULT_MAX_BODY_BYTES, create_app
 from registry.auth import AuthFileWatcher
@@ -123,11 +124,19 @@ async def start_registry(
         sock.close()
         await asyncio.to_thread(store.stop)
         raise
-    runner = web.AppRunner(
-        create_app(store, max_body_bytes=max_body_bytes, auth=auth), access_log=None
+    # The same limits as the gateway's against slow and greedy clients (plumbing.http_server).
+    limits = ServerLimits(
+        header_timeout=settings.registry_header_timeout,
+        keepalive_timeout=settings.registry_keepalive_timeout,
+        max_connections=settings.registry_max_connections,
     )
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
+    app = create_app(store, max_body_bytes=max_body_bytes, auth=auth)
+    try:
+        runner, _site = await start_server(app, host, bound_port, limits, sock=sock)
+    except BaseException:
+        sock.close()
+        await asyncio.to_thread(store.stop)
+        raise
     return RegistryHandle(url=url, store=store, runner=runner)
 
 

@@ -1,6 +1,7 @@
 """A second, secured broker for the session: one SASL_SSL listener (TLS with a CA made for the
 run, SCRAM-SHA-512), the kind `cpevents kafka start --security sasl_ssl` runs, from the same
-Maven jars as the plain test broker. Started on first use (about 10-20 s).
+Maven jars as the plain test broker. Started on first use (about 10-20 s). And our schema
+registry on it, as a ``cpevents registry`` process with HTTP Basic users (``secure_registry``).
 
 Register with ``pytest_plugins`` (tests/conftest.py).
 """
@@ -8,6 +9,11 @@ Register with ``pytest_plugins`` (tests/conftest.py).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,3 +91,81 @@ def secure_env(settings: Settings, secure_kafka: SecureKafka, **changes: str) ->
     env.update(secure_kafka.environment)
     env.update(changes)
     return env
+
+
+@dataclass(frozen=True)
+class SecureRegistry:
+    """Our registry on the secured broker, with an auth file; credentials as ``user:password``
+    (the form of CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH)."""
+
+    url: str
+    writer: str  # registers and reads the test topics' subjects: what the services use
+    reader: str  # reads them only: enough for replay
+
+
+# Test settings' topic prefixes are ``t`` and ten hex digits (tests/conftest.py make_settings).
+TEST_SUBJECTS = r"t[0-9a-f]{10}\..*"
+
+
+def _add_user(auth_file: Path, user: str, password: str, *permission: str) -> str:
+    # The documented way (README "Securing the registry"): the CLI, password on stdin.
+    command = ["registry", "add-user", str(auth_file), user, *permission, "--password-stdin"]
+    subprocess.run(
+        [sys.executable, "-m", "cpevents", *command],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return f"{user}:{password}"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_health", timeout=1) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def secure_registry(
+    secure_kafka: SecureKafka, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecureRegistry]:
+    """``cpevents registry`` on a free loopback port, storing on the secured broker (TLS and
+    SCRAM) in a topic of its own, every request authenticated against an auth file."""
+    directory = tmp_path_factory.mktemp("secure-registry")
+    auth_file = directory / "users.json"
+    writer = _add_user(auth_file, "services", uuid.uuid4().hex, "--write", TEST_SUBJECTS)
+    reader = _add_user(auth_file, "audit", uuid.uuid4().hex, "--read", TEST_SUBJECTS)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CPEVENTS_")}
+    env.update(secure_kafka.environment)
+    env["CPEVENTS_REGISTRY_TOPIC"] = f"_schemas.secure.{uuid.uuid4().hex[:10]}"
+    env["CPEVENTS_REGISTRY_AUTH_FILE"] = str(auth_file)
+    log = directory / "registry.log"  # a file, not a pipe: nobody drains it for the session
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cpevents", "registry", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                pytest.fail(f"the secured registry did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield SecureRegistry(url=url, writer=writer, reader=reader)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -8,18 +8,21 @@ from rich.markup import escape
 
 from plumbing.environment import describe_settings_error
 from plumbing.kafka.preflight import KafkaAccessError, check_kafka_access
+from plumbing.registry_client import RegistryAccessError, check_registry_access
 from plumbing.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def load_settings(check_kafka: bool = False) -> Settings:
+def load_settings(check_kafka: bool = False, check_registry: bool = False) -> Settings:
     """Settings from the environment, with a readable error instead of a traceback.
 
     ``check_kafka``: services pass True, so that a wrong password, an untrusted CA or an
     unreachable cluster ends the process at start (exit 2) with the settings to check, instead
-    of librdkafka retrying forever behind a live-looking service.
+    of librdkafka retrying forever behind a live-looking service. ``check_registry``: the same
+    for the schema registry (an authenticated request), passed by the services that encode or
+    decode records, which would otherwise fail only at their first record.
     """
     try:
         settings = Settings()
@@ -36,5 +39,11 @@ def load_settings(check_kafka: bool = False) -> Settings:
             check_kafka_access(settings)
         except KafkaAccessError as exc:
             err_console.print(f"[red]cannot use Kafka:[/red] {escape(str(exc))}")
+            raise SystemExit(2) from None
+    if check_registry:
+        try:
+            check_registry_access(settings)
+        except RegistryAccessError as exc:
+            err_console.print(f"[red]cannot use the schema registry:[/red] {escape(str(exc))}")
             raise SystemExit(2) from None
     return settings

@@ -30,7 +30,7 @@ def worker_delivery(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    settings = load_settings(check_kafka=True)
+    settings = load_settings(check_kafka=True, check_registry=True)
 
     async def main() -> None:
         stop = asyncio.Event()

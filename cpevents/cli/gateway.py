@@ -42,7 +42,7 @@ def gateway(
     port: Annotated[int | None, typer.Option(help="Listen port")] = None,
 ) -> None:
     """Serve the HTTP gateway (event ingest, webhook CRUD, delivery queries)."""
-    settings = load_settings(check_kafka=True)
+    settings = load_settings(check_kafka=True, check_registry=True)
     updates: dict[str, Any] = {}
     if host is not None:
         updates["gateway_host"] = host

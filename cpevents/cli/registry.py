@@ -44,7 +44,7 @@ def registry(
     only listens on loopback addresses."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = load_settings()
+    settings = load_settings(check_kafka=True)
 
     async def serve() -> None:
         try:

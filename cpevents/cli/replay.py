@@ -71,7 +71,7 @@ def replay(
 ) -> None:
     """Replay event topics (or the attempt log, or dead letters) over a time range, in timestamp
     order across partitions. JSON lines on stdout; problems and the summary on stderr."""
-    settings = load_settings(check_kafka=True)
+    settings = load_settings(check_kafka=True, check_registry=True)
     options = ReplayOptions(
         since=since,
         until=until,

@@ -40,7 +40,7 @@ def worker_streams(
     from streams.app import WorkerOptions
     from streams.worker import run_worker
 
-    settings = load_settings(check_kafka=True)
+    settings = load_settings(check_kafka=True, check_registry=True)
     options = WorkerOptions(
         web_host=web_host,
         web_port=web_port,

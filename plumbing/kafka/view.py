@@ -101,6 +101,8 @@ class CompactedTopicView(Generic[V]):
         self._consumer_factory = consumer_factory
         self._restart_backoff = restart_backoff
         self._error: str | None = None
+        self._failures_in_row = 0
+        #: How often the reader restarted after a failure.
         self.restarts = 0
         self.topic = topic
         self._decode = decode
@@ -221,7 +223,6 @@ class CompactedTopicView(Generic[V]):
     # -- the reader thread ---------------------------------------------------------------------
 
     def _run(self, consumer: Consumer | None) -> None:
-        failures = 0
         try:
             while not self._stop.is_set():
                 try:
@@ -229,10 +230,9 @@ class CompactedTopicView(Generic[V]):
                         consumer = self._resumed_consumer()
                     self._read(consumer)
                 except Exception as exc:
-                    failures += 1
                     self._close_quietly(consumer)
                     consumer = None
-                    if self._stop.wait(self._fail(exc, failures)):
+                    if self._stop.wait(self._fail(exc)):
                         return
                 else:
                     return  # stopped
@@ -243,8 +243,10 @@ class CompactedTopicView(Generic[V]):
         finally:
             self._close_quietly(consumer)
 
-    def _fail(self, exc: Exception, failures: int) -> float:
+    def _fail(self, exc: Exception) -> float:
         """Record why the reader failed; return how long to wait before restarting it."""
+        self._failures_in_row += 1
+        failures = self._failures_in_row
         initial, ceiling = self._restart_backoff
         delay = float(min(ceiling, initial * 2 ** min(failures - 1, 30)))
         reason = f"{type(exc).__name__}: {exc}"
@@ -266,12 +268,16 @@ class CompactedTopicView(Generic[V]):
         consumer = self._new_consumer()
         with self._lock:
             positions = dict(self._positions)
-        consumer.assign(
-            [
-                TopicPartition(self.topic, p, offset if offset > 0 else OFFSET_BEGINNING)
-                for p, offset in sorted(positions.items())
-            ]
-        )
+        try:
+            consumer.assign(
+                [
+                    TopicPartition(self.topic, p, offset if offset > 0 else OFFSET_BEGINNING)
+                    for p, offset in sorted(positions.items())
+                ]
+            )
+        except BaseException:
+            self._close_quietly(consumer)
+            raise
         return consumer
 
     @staticmethod
@@ -303,6 +309,7 @@ class CompactedTopicView(Generic[V]):
     def _recovered(self) -> None:
         with self._progress:
             reason, self._error = self._error, None
+            self._failures_in_row = 0  # the next failure starts the backoff afresh
             self._progress.notify_all()
         log.warning("view of %s is reading again (after: %s)", self.topic, reason)
 

@@ -35,11 +35,11 @@ from tests.fixtures_delivery import receiver as receiver  # the fixture
 from tests.integration.test_delivery_worker import Harness, start_harness, stop_harness
 from tests.integration.test_delivery_worker import harness as harness  # the fixture
 
-# Fast breakers: open after a few failures, try again within a second or two.
+# Fast breakers: open after a few failures in a row, try again within a fraction of a second.
 BREAKER = {
-    "delivery_breaker_failures": 3,
-    "delivery_breaker_cooldown": 0.3,
-    "delivery_breaker_max_cooldown": 1.0,
+    "delivery_breaker_failures": 5,
+    "delivery_breaker_cooldown": 0.05,
+    "delivery_breaker_max_cooldown": 0.2,
 }
 
 

@@ -22,6 +22,7 @@ from schemas.secrets import SecretBox
 from schemas.timestamps import utc_now
 from schemas.webhook import Webhook
 from tests.fixtures_gateway import RunningGateway, run_gateway
+from tests.http_probes import slow_header_client
 from tests.integration.test_gateway import ADMIN, A, B, call, event_count, event_json
 from tests.integration.test_gateway_deliveries import write_log
 from tests.kafka_helpers import read_all
@@ -62,28 +63,13 @@ async def test_a_client_sending_headers_slowly_is_cut_off_and_others_are_served(
     limited: RunningGateway,
 ) -> None:
     host, port = limited.url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    started = time.monotonic()
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n")
-    answer = b""
-    try:
-        while time.monotonic() - started < 10 * HEADER_TIMEOUT:
-            # Another client meanwhile: served as usual.
-            assert (await call(limited, "GET", "/healthz"))[0] == 200
-            writer.write(b"X-Slow: 1\r\n")  # one header line at a time, never the end
-            await writer.drain()
-            try:
-                chunk = await asyncio.wait_for(reader.read(1024), 0.2)
-            except TimeoutError:
-                continue
-            answer += chunk
-            if not chunk:
-                break
-    except ConnectionError:
-        pass  # the server closed while we were writing: cut off as well
-    finally:
-        writer.close()
-    elapsed = time.monotonic() - started
+
+    async def others_are_served() -> None:
+        assert (await call(limited, "GET", "/healthz"))[0] == 200
+
+    elapsed, answer = await slow_header_client(
+        host, int(port), 10 * HEADER_TIMEOUT, others_are_served
+    )
     assert elapsed < 5 * HEADER_TIMEOUT, f"slow client still connected after {elapsed:.1f}s"
     assert elapsed >= HEADER_TIMEOUT * 0.9
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408")

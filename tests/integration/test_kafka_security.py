@@ -1,7 +1,9 @@
 """Every client on a real SASL_SSL broker (TLS with a CA made for the run, SCRAM-SHA-512): the
 client helpers, KafkaBus, gateway → router (Faust) → delivery as processes, replay and the DLT
-commands; and each service refusing a wrong password or an untrusted CA at start, naming the
-setting, instead of retrying forever."""
+commands, all with our registry running on that broker behind HTTP Basic auth (a writer user
+for the services, a read-only one for replay); and each service refusing a wrong Kafka password,
+an untrusted CA or a wrong registry password at start, naming the setting, instead of retrying
+forever."""
 
 from __future__ import annotations
 
@@ -29,9 +31,8 @@ from plumbing.settings import Settings
 from producers.kafka_bus import KafkaBus
 from schemas.event import Event
 from schemas.event_types import EventType
-from schemas.serde import Serde
 from tests.fixtures_delivery import Receiver, eventually
-from tests.fixtures_secure_kafka import SecureKafka, secure_env
+from tests.fixtures_secure_kafka import SecureKafka, SecureRegistry, secure_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = f"adm_{uuid.uuid4().hex}"
@@ -40,6 +41,11 @@ ADMIN_TOKEN = f"adm_{uuid.uuid4().hex}"
 def plain_text(output: str) -> str:
     """``output`` with rich's line wrapping undone (it wraps at 80 columns off a terminal)."""
     return re.sub(r"\s+", " ", output)
+
+
+def with_registry(settings: Settings, registry: SecureRegistry, user: str) -> dict[str, str]:
+    """The registry variables for ``user`` (``user:password``), as settings fields."""
+    return {"CPEVENTS_SCHEMA_REGISTRY_URL": registry.url, "CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH": user}
 
 
 # -- librdkafka clients through the helpers ---------------------------------------------------
@@ -95,14 +101,22 @@ def test_the_startup_check_names_the_setting(
 # -- KafkaBus ------------------------------------------------------------------------------------
 
 
-async def test_kafka_bus_publishes_and_subscribes(secure_settings: Settings) -> None:
-    serde = Serde(secure_settings.schema_registry_url)
+async def test_kafka_bus_publishes_and_subscribes(
+    secure_settings: Settings, secure_registry: SecureRegistry
+) -> None:
+    # No serde given: KafkaBus builds its own from the settings, registry credentials included.
+    settings = secure_settings.model_copy(
+        update={
+            "schema_registry_url": secure_registry.url,
+            "schema_registry_basic_auth": SecretStr(secure_registry.writer),
+        }
+    )
     received: list[Event] = []
 
     async def handler(event: Event) -> None:
         received.append(event)
 
-    bus = KafkaBus(secure_settings, serde)
+    bus = KafkaBus(settings)
     try:
         bus.subscribe(handler, EventType.INSTANCE_CREATED, name="secure")
         sent = [Event.new(EventType.INSTANCE_CREATED, "ten_sec") for _ in range(3)]

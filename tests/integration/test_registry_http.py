@@ -13,6 +13,9 @@ import aiohttp
 import pytest
 
 from registry.app import CONTENT_TYPE, DEFAULT_MAX_BODY_BYTES
+from registry.server import RegistryThread
+from tests.fixtures_registry import registry_settings
+from tests.http_probes import slow_header_client
 
 SCHEMA = json.dumps({"type": "record", "name": "H", "fields": [{"name": "a", "type": "long"}]})
 
@@ -211,3 +214,22 @@ async def test_mode_endpoints_without_an_auth_file(http: aiohttp.ClientSession) 
     assert (await call(http, "PUT", f"/config/{name}", {"compatibility": "NONE"}))[0] == 200
     assert (await call(http, "DELETE", f"/subjects/{name}"))[0] == 200
     assert (await call(http, "DELETE", f"/subjects/{name}?permanent=true"))[0] == 200
+
+
+async def test_a_client_sending_headers_slowly_is_cut_off_and_others_are_served(
+    kafka_bootstrap: str,
+) -> None:
+    settings = registry_settings(kafka_bootstrap).model_copy(
+        update={"registry_header_timeout": 1.0}
+    )
+    with RegistryThread(settings) as registry:
+        host, port = registry.url.removeprefix("http://").split(":")
+        async with aiohttp.ClientSession() as session:
+
+            async def others_are_served() -> None:
+                async with session.get(f"{registry.url}/subjects") as response:
+                    assert response.status == 200
+
+            elapsed, answer = await slow_header_client(host, int(port), 10.0, others_are_served)
+    assert 0.9 <= elapsed < 5.0, f"slow client connected for {elapsed:.1f}s"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408")

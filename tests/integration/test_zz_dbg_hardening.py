@@ -1,6 +1,6 @@
 import asyncio
 from collections import Counter
-from tests.integration.test_delivery_hardening import *  # noqa
+from tests.integration.test_delivery_hardening import start_harness, stop_harness, delivery_settings
 from tests.integration.test_delivery_hardening import BREAKER, attempt_log, all_final
 from tests.fixtures_delivery import receiver as receiver  # noqa
 

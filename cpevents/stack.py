@@ -97,10 +97,16 @@ class StackPorts:
     registry: int
     gateway: int
     streams_web: int
+    delivery_web: int = 6067  # the delivery worker's /metrics and /healthz
 
     @classmethod
     def free(cls) -> StackPorts:
-        return cls(registry=free_port(), gateway=free_port(), streams_web=free_port())
+        return cls(
+            registry=free_port(),
+            gateway=free_port(),
+            streams_web=free_port(),
+            delivery_web=free_port(),
+        )
 
 
 def dev_environment(settings: Settings, home: Path) -> dict[str, str]:
@@ -114,6 +120,10 @@ def dev_environment(settings: Settings, home: Path) -> dict[str, str]:
         env["CPEVENTS_ADMIN_TOKEN"] = _persisted(
             home / "dev-admin.token", lambda: "dev_" + os.urandom(16).hex()
         )
+    if settings.portal_key is None:  # portal links survive restarts of the dev stack
+        env["CPEVENTS_PORTAL_KEY"] = _persisted(
+            home / "dev-portal.key", lambda: os.urandom(32).hex()
+        )
     env.setdefault("CPEVENTS_DELIVERY_ALLOWED_NETWORKS", '["127.0.0.0/8"]')
     return env
 
@@ -125,7 +135,27 @@ def throwaway_environment(admin_token: str) -> dict[str, str]:
         "CPEVENTS_SECRET_KEY": generate_encryption_key(),
         "CPEVENTS_ADMIN_TOKEN": admin_token,
         "CPEVENTS_DELIVERY_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "CPEVENTS_PORTAL_KEY": os.urandom(32).hex(),
     }
+
+
+def portal_link(
+    gateway: str, admin_token: str, tenant_id: str | None = None, expires_in: int = 24 * 3600
+) -> str:
+    """A portal link from the running ``gateway`` (``POST /v1/portal-links``): an operator's
+    (every tenant) unless ``tenant_id`` is given."""
+    body: dict[str, object] = {"expires_in": expires_in}
+    if tenant_id is not None:
+        body["tenant_id"] = tenant_id
+    request = urllib.request.Request(
+        f"{gateway}/v1/portal-links",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        url: str = json.loads(response.read())["url"]
+        return url
 
 
 def _persisted(path: Path, make: Callable[[], str]) -> str:

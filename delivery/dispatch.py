@@ -89,7 +89,7 @@ class Dispatcher:
                 webhook = await self._directory.lookup(task.webhook_id, self._webhook_wait)
             except TimeoutError as exc:
                 # Unknown is not known to be gone: wait on the ladder for the view, not drop.
-                log.warning("webhook %s: %s; deferring task %s", task.webhook_id, exc, task.id)
+                log.debug("webhook %s: %s; deferring task %s", task.webhook_id, exc, task.id)
                 job.task = task
                 reason = "deferred: the webhook view is behind the webhooks topic"
                 now = self._clock()

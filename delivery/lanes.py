@@ -170,7 +170,7 @@ class Lanes:
             log.info("endpoint %s answers again: circuit closed", endpoint)
             return
         log.warning(
-            "endpoint %s keeps failing (%s): circuit open, its tasks deferred for %.1fs, "
+            "endpoint %s keeps failing (%s): circuit open, its tasks deferred for %.3gs, "
             "then up to %d trials",
             endpoint,
             result.outcome.reason,

@@ -119,7 +119,11 @@ class WebhookDirectory:
                 try:
                     await loop.run_in_executor(None, self._catch_up, wait)
                     reached = True
-                except TimeoutError:
+                except TimeoutError as exc:
+                    # Once per catch-up, not per task: its tasks are deferred, not dropped.
+                    log.warning(
+                        "webhook view behind %s; deferring its misses: %s", self._topic, exc
+                    )
                     reached = False
                 self._synced = (began, reached)
         if not reached:

@@ -4,7 +4,8 @@ The wiring of the parts: :class:`~delivery.partitions.PartitionBook` (what is in
 held, paused, and what to commit), :class:`~delivery.dispatch.Dispatcher` (where an admitted
 task goes) with its :class:`~delivery.lanes.Lanes` (per-endpoint queues posting through an
 :class:`~delivery.transport.AsyncTransport`), :class:`~delivery.planner.DeliveryPlanner` (what
-each task leaves behind) and :class:`~delivery.consumer_thread.ConsumerThread`.
+each task leaves behind), :class:`~delivery.settle.Settler` (producing it, and dead-lettering a
+task whose output is too large) and :class:`~delivery.consumer_thread.ConsumerThread`.
 
 Threads: asyncio runs the HTTP attempts and serves the producer's acknowledgements (it polls
 the producer itself, so an acknowledgement costs no thread hop); one executor thread owns the

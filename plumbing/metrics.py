@@ -66,7 +66,22 @@ _platform.PlatformCollector(registry=REGISTRY)
 _gc.GCCollector(registry=REGISTRY)
 
 #: Request and batch durations: 1 ms to 30 s.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 #: End-to-end times that include the retry ladder: 10 ms to a day (the ladder reaches 10 h).
 SLOW_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
@@ -96,14 +111,12 @@ def _once(name: str, kind: str, make: Callable[[], M]) -> M:
         made = _made.get(name)
         if made is None:
             made = _made[name] = make()
-        return made  # type: ignore[no-any-return]
+        return made
 
 
 def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
     """The process's counter ``name`` (made on first use)."""
-    return _once(
-        name, "counter", lambda: Counter(name, documentation, labels, registry=REGISTRY)
-    )
+    return _once(name, "counter", lambda: Counter(name, documentation, labels, registry=REGISTRY))
 
 
 def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
@@ -137,7 +150,7 @@ def register_collector(name: str, make: Callable[[], Collector]) -> Collector:
         found = _made.get(name)
         if found is None:
             found = _made[name] = made()
-        return found  # type: ignore[no-any-return]
+        return found
 
 
 def status_class(status: int) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ssl
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -26,11 +26,26 @@ class RegistryAccessError(RuntimeError):
 
 def registry_client_config(settings: Settings) -> dict[str, Any]:
     """``SchemaRegistryClient`` configuration for ``settings`` (holds the password in clear:
-    pass it to the client, never to a log)."""
-    config: dict[str, Any] = {"url": settings.schema_registry_url}
+    pass it to the client, never to a log). Credentials in CPEVENTS_SCHEMA_REGISTRY_URL
+    (``https://user:password@host``) are moved out of the URL into ``basic.auth.user.info``:
+    the client's HTTP library logs every request's URL at INFO. CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH,
+    when set, wins over them."""
+    urls, url_user_info = [], None
+    for url in settings.schema_registry_url.split(","):
+        parts = urlsplit(url.strip())
+        if parts.username is not None or parts.password is not None:
+            url_user_info = url_user_info or f"{unquote(parts.username or '')}:" + unquote(
+                parts.password or ""
+            )
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        urls.append(parts.geturl())
+    config: dict[str, Any] = {"url": ",".join(urls)}
     if settings.schema_registry_basic_auth is not None:
-        config["basic.auth.credentials.source"] = "USER_INFO"
+        # Only ``basic.auth.user.info``: the Python client refuses the Java client's
+        # ``basic.auth.credentials.source`` as an unrecognized property.
         config["basic.auth.user.info"] = settings.schema_registry_basic_auth.get_secret_value()
+    elif url_user_info is not None:
+        config["basic.auth.user.info"] = url_user_info
     if settings.schema_registry_ca_location is not None:
         config["ssl.ca.location"] = str(settings.schema_registry_ca_location)
     return config

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Consecutive failures that open an endpoint's breaker"
     )
     delivery_breaker_cooldown: float = Field(
-        default=30.0, gt=0, description="How long an open breaker fails fast before a trial"
+        default=30.0, gt=0, description="How long an open breaker defers its tasks before a trial"
     )
     delivery_session_timeout: float = Field(
         default=45.0,
@@ -269,6 +269,14 @@ class Settings(BaseSettings):
     )
     delivery_web_port: int = Field(
         default=6067, ge=0, le=65535, description="Port of the delivery worker's /metrics"
+    )
+
+    # Portal (issue 17): links and sessions of the tenant portal (producers/portal/).
+    portal_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs portal links and session cookies (any long random "
+        "string, shared by every gateway replica); unset: a random key per process, so links "
+        "stop working when the gateway restarts",
     )
 
     @property

@@ -1,6 +1,6 @@
 """Application wiring: the object a Ctrl Plane service builds once and passes around.
 
-Mirrors the seed's ``app.New(app.WithEventBus(...))``: the in-memory bus by default, any other
+Mirrors Ctrl Plane's Go ``app.New(app.WithEventBus(...))``: the in-memory bus by default, any other
 Bus (e.g. ``KafkaBus``) by option::
 
     app = App()                                   # embedded MemoryBus
@@ -47,7 +47,7 @@ class App:
 
     @classmethod
     def new(cls, *options: Option) -> Self:
-        """Build an App from functional options (the seed's ``app.New``)."""
+        """Build an App from functional options (Ctrl Plane's Go ``app.New``)."""
         chosen = _Options()
         for option in options:
             option(chosen)

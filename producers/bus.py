@@ -1,4 +1,4 @@
-"""The event bus protocol every application codes against (the seed's ``event.Bus``).
+"""The event bus protocol every application codes against (Ctrl Plane's Go ``event.Bus``).
 
 ``MemoryBus`` (embedded, the default) and ``KafkaBus`` (durable) both implement it, so an
 application switches between them by construction only (see ``producers.app``).

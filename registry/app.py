@@ -29,6 +29,7 @@ from registry.http import (
     json_response,
     read_json,
 )
+from registry.metrics import http_metrics, watch_store
 from registry.mode import Mode
 from registry.params import (
     page,
@@ -332,8 +333,11 @@ def create_app(
     """The registry's aiohttp application over a started ``store``; ``auth``: the users and
     permissions every request is checked against (None: no authentication, loopback use)."""
     app = web.Application(
-        middlewares=[error_middleware, access.auth_middleware], client_max_size=max_body_bytes
+        # The metrics middleware first: it times every answer and serves /metrics unauthenticated.
+        middlewares=[http_metrics().middleware, error_middleware, access.auth_middleware],
+        client_max_size=max_body_bytes,
     )
+    watch_store(store)
     app[STORE_KEY] = store
     app[MAX_BODY_KEY] = max_body_bytes
     if auth is not None:

@@ -32,16 +32,20 @@ def _inline(node: Any) -> Any:
 
 
 @cache
-def schema_dict(name: str) -> dict[str, Any]:
-    """The parsed, self-contained schema of record ``name`` (Event, Webhook, DeliveryTask, ...)."""
-    raw = json.loads((AVRO_DIR / _FILES[name]).read_text(encoding="utf-8"))
-    composed: dict[str, Any] = _inline(raw)
-    return composed
-
-
 def schema_str(name: str) -> str:
     """The self-contained schema of record ``name`` as JSON text (what gets registered)."""
-    return json.dumps(schema_dict(name), separators=(",", ":"))
+    raw = json.loads((AVRO_DIR / _FILES[name]).read_text(encoding="utf-8"))
+    return json.dumps(_inline(raw), separators=(",", ":"))
+
+
+def schema_dict(name: str) -> dict[str, Any]:
+    """The parsed, self-contained schema of record ``name`` (Event, Webhook, DeliveryTask, ...).
+
+    A new dict on every call: callers (fastavro's parser among them) may change what they get,
+    and a shared one would carry that change into every codec built after.
+    """
+    parsed: dict[str, Any] = json.loads(schema_str(name))
+    return parsed
 
 
 def schema_names() -> list[str]:

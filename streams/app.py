@@ -2,16 +2,18 @@
 
 Users add their own agents to the same app (same consumer group, same worker processes) with a
 processor module: a module exposing ``install(ctx: StreamsContext) -> None`` that declares agents,
-tables and web views on ``ctx.app``, usually over ``ctx.events_topic``. Pass it to the worker with
-``cpevents worker streams --processor my_package.my_module``; ``streams.processors.counts`` is an
-example.
+tables and web views on ``ctx.app``, usually over ``ctx.events(types=...)`` (decoded Events) and
+writing to ``ctx.output(name, schema=...)`` (see ``streams.processor_api``). Pass it to the worker
+with ``cpevents worker streams --processor my_package.my_module``; ``streams/processors/`` holds
+examples, ``streams.testing`` runs one without Kafka.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,25 @@ from typing import Any
 import faust
 from faust.sensors import Monitor
 from faust.types import TP, EventT, Message, StreamT
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from plumbing.kafka.clients import bootstrap
+from plumbing.kafka.lag import watch_lag
+from plumbing.metrics import scrape
 from plumbing.settings import Settings
 from schemas.serde import Serde
 from streams.broker_auth import faust_broker_options
+from streams.codec import EventCodec, register_codec
 from streams.commits import CommitSafeApp
+from streams.processor_api import (
+    AvroSchemaArg,
+    KafkaSink,
+    Output,
+    ProcessorIO,
+    ProcessorStream,
+    Sink,
+)
+from streams.processor_api import events_topic as processor_events_topic
 from streams.webhook_config import WebhookConfig
 
 
@@ -56,6 +71,38 @@ class StreamsContext:
     webhooks: WebhookConfig
     app: faust.App
     events_topic: faust.TopicT  # the five subsystem topics, raw bytes (decode with ``serde``)
+    #: Where processors' outputs and dead letters go: Kafka unless a test passes a MemorySink.
+    sink: Sink | None = None
+    _io: ProcessorIO | None = field(default=None, init=False, repr=False)
+    _codec: EventCodec = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Registered up front: a topic naming the codec before any ctx.events() call would
+        # otherwise fail to decode every record (and Faust throws that into the router).
+        self._codec = register_codec(self.serde, self.settings.topics)
+
+    def processor_io(self) -> ProcessorIO:
+        """The codec and sink shared by this worker's processors (a Kafka producer only once
+        a processor writes)."""
+        if self._io is None:
+            sink = self.sink if self.sink is not None else KafkaSink(self.settings)
+            self._io = ProcessorIO(self.settings, self.serde, sink, self._codec)
+        return self._io
+
+    def events(self, types: Iterable[str] = (), tenants: Iterable[str] = ()) -> faust.TopicT:
+        """The event topics carrying ``types`` (``deploy.*``, ``health.failed``; none: all) as
+        a topic of decoded Events of those types and ``tenants`` (none: all) for an agent.
+        Undecodable records are dead-lettered (see ``streams.processor_api``)."""
+        return processor_events_topic(self.app, self.processor_io(), types, tenants)
+
+    def output(self, name: str, schema: AvroSchemaArg | None = None) -> Output:
+        """Topic ``<prefix><name>`` (created now) for this processor's records: with ``schema``
+        (an Avro record schema: dict, JSON or ``.avsc`` path) values are dicts of it, without
+        one they are Events. ``await out.send(key, value)`` returns once Kafka has it."""
+        io = self.processor_io()
+        topic = f"{self.settings.topic_prefix}{name}"
+        io.sink.declare(topic)
+        return Output(topic, io, schema)
 
 
 class LeanMonitor(Monitor):
@@ -121,10 +168,26 @@ def create_app(settings: Settings, options: WorkerOptions) -> faust.App:
         "web_port": options.web_port,
         "web_bind": options.web_host,
         "canonical_url": f"http://{options.web_host}:{options.web_port}",
+        # Adds processors' admission step to their streams only (streams.processor_api).
+        "Stream": ProcessorStream,
         **faust_broker_options(settings),
     }
     conf.update(options.extra_conf)
-    return CommitSafeApp(app_id(settings), monitor=LeanMonitor(), **conf)
+    app = CommitSafeApp(app_id(settings), monitor=LeanMonitor(), **conf)
+    install_metrics(app, settings)
+    return app
+
+
+def install_metrics(app: faust.App, settings: Settings) -> None:
+    """``GET /metrics`` on the worker's web port: the process's metrics (router counters, the
+    consumer lag of the streams group on the event topics)."""
+    watch_lag(settings, app_id(settings), settings.topics.all_events)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        # Collected off the loop: the lag collector waits on Kafka.
+        body = await asyncio.to_thread(scrape)
+        return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def events_topic(app: faust.App, settings: Settings) -> faust.TopicT:

@@ -1,8 +1,8 @@
 """Writing a batch of output records and returning only once Kafka acknowledged all of them.
 
 The router produces through confluent-kafka rather than Faust's ``send``: one Faust send per
-record tops out far below the router's target (see the architecture page), while librdkafka
-batches, compresses and retries on its own threads.
+record (a future and a callback each) tops out far below the router's target of 12k events/s
+per worker, while librdkafka batches, compresses and retries on its own threads.
 
 A record Kafka refuses as too large (``MSG_SIZE_TOO_LARGE``, raised by ``produce`` against the
 client's ``message.max.bytes`` or reported by the broker against the topic's

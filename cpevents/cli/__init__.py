@@ -24,6 +24,8 @@ from cpevents.cli import dev as _dev  # noqa: E402,F401
 from cpevents.cli import events as _events  # noqa: E402,F401
 from cpevents.cli import gateway as _gateway  # noqa: E402,F401
 from cpevents.cli import kafka as _kafka  # noqa: E402,F401
+from cpevents.cli import processors as _processors  # noqa: E402,F401
 from cpevents.cli import registry as _registry  # noqa: E402,F401
 from cpevents.cli import replay as _replay  # noqa: E402,F401
+from cpevents.cli import status as _status  # noqa: E402,F401
 from cpevents.cli import streams as _streams  # noqa: E402,F401

@@ -47,3 +47,16 @@ def load_settings(check_kafka: bool = False, check_registry: bool = False) -> Se
             err_console.print(f"[red]cannot use the schema registry:[/red] {escape(str(exc))}")
             raise SystemExit(2) from None
     return settings
+
+
+def configure_tracing(service: str) -> None:
+    """Tracing on if ``OTEL_*`` asks for it (``plumbing.tracing``); a configuration it cannot
+    honour (another protocol than http/protobuf, an unknown exporter) ends the process at start
+    (exit 2)."""
+    from plumbing.tracing import configure  # the SDK: only for the commands that serve
+
+    try:
+        configure(service)
+    except ValueError as exc:
+        err_console.print(f"[red]configuration error:[/red] {escape(str(exc))}")
+        raise SystemExit(2) from None

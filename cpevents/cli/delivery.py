@@ -12,9 +12,11 @@ import typer
 from rich.table import Table
 
 from cpevents.cli import app, worker_app
-from cpevents.cli.common import console, err_console, load_settings
+from cpevents.cli.common import configure_tracing, console, err_console, load_settings
 from delivery.dlt_admin import DeadLetterFilter, read_dead_letters, redrive
-from delivery.worker import DeliveryWorker
+from delivery.worker import DeliveryWorker, group_id
+from plumbing.kafka.lag import watch_lag
+from plumbing.metrics import serve_metrics
 from schemas.errors import ContractError
 from schemas.timestamps import parse_rfc3339
 
@@ -25,24 +27,56 @@ app.add_typer(dlt_app, name="dlt")
 @worker_app.command("delivery")
 def worker_delivery(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    web_host: Annotated[
+        str | None,
+        typer.Option(
+            help="Where /metrics and /healthz listen (default CPEVENTS_DELIVERY_WEB_HOST)"
+        ),
+    ] = None,
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of /metrics and /healthz (default CPEVENTS_DELIVERY_WEB_PORT, 6067)"
+        ),
+    ] = None,
 ) -> None:
     """Deliver tasks to webhooks: signed POSTs, retries through delay topics, dead letters."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     settings = load_settings(check_kafka=True, check_registry=True)
+    configure_tracing("cpevents-delivery")
+    host = web_host or settings.delivery_web_host
+    port = settings.delivery_web_port if web_port is None else web_port
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await DeliveryWorker(settings).run(stop)
+        worker = DeliveryWorker(settings)
+        topics = settings.topics
+        watch_lag(
+            settings,
+            group_id(settings),
+            [topics.deliveries, *(topics.retry(t) for t in settings.retry_tiers)],
+        )
+        runner, bound = await serve_metrics(host, port, lambda: not stop.is_set())
+        logging.getLogger(__name__).info("metrics on http://%s:%s/metrics", host, bound)
+        try:
+            await worker.run(stop)
+        finally:
+            await runner.cleanup()
 
     try:
         asyncio.run(main())
-    except ValueError as exc:  # configuration (e.g. no CPEVENTS_SECRET_KEY)
+    except ValueError as exc:
+        # Configuration: no CPEVENTS_SECRET_KEY, or one that opens none of the webhooks'
+        # secrets (delivery.webhooks.SecretKeyError: every task would be dead-lettered).
         err_console.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except OSError as exc:  # the metrics port is taken
+        err_console.print(f"[red]cannot start:[/red] {exc} (--web-port)")
         raise typer.Exit(2) from None
 
 

@@ -137,6 +137,7 @@ def _table(deliveries: list[dict[str, Any]], names: dict[str, str], types: dict[
 @app.command()
 def demo(
     timeout: float = 120.0,
+    keep: bool = False,
 ) -> None:
     """Run the whole pipeline locally: deliveries, a retry and a dead letter, live; then exit."""
     from cpevents.stack import LocalStack, StackError, StackPorts, throwaway_environment
@@ -174,7 +175,7 @@ def demo(
         )
         try:
             with stack.running(on_progress=lambda message: console.print(f"  {message}")):
-                ok = _run_demo(stack, receivers, token, timeout)
+                ok = _run_demo(stack, receivers, token, timeout, keep)
         except StackError as exc:
             err_console.print(f"[red]demo failed to start:[/red] {exc}")
             raise SystemExit(1) from None
@@ -184,7 +185,9 @@ def demo(
     raise SystemExit(0 if ok else 1)
 
 
-def _run_demo(stack: LocalStack, receivers: Receivers, token: str, timeout: float) -> bool:
+def _run_demo(
+    stack: LocalStack, receivers: Receivers, token: str, timeout: float, keep: bool = False
+) -> bool:
     gateway = f"http://127.0.0.1:{stack.ports.gateway}"
     healthy = _call(
         "POST",
@@ -248,4 +251,22 @@ def _run_demo(stack: LocalStack, receivers: Receivers, token: str, timeout: floa
         and len(dead_letters) == expected_dead
     )
     console.print("[green]demo complete[/green]" if ok else "[red]demo incomplete[/red]")
+    _portal(gateway, token, keep)
     return ok
+
+
+def _portal(gateway: str, token: str, keep: bool) -> None:
+    """Print a portal link to the demo tenant's endpoints, deliveries and dead letters; with
+    ``--keep``, hold the stack up (until Ctrl-C) so the link can be opened."""
+    from cpevents.stack import portal_link
+
+    link = portal_link(gateway, token, DEMO_TENANT, expires_in=3600)
+    note = "until Ctrl-C" if keep else "while the stack runs: `cpevents demo --keep` holds it"
+    console.print(f"portal ({note}):")
+    console.print(f"  {link}", markup=False, highlight=False, soft_wrap=True)
+    if keep:
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass

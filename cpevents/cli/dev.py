@@ -8,7 +8,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
+from rich.console import Console
+from rich.table import Column, Table
 
 from cpevents.cli import app
 from cpevents.cli.common import console, err_console, load_settings
@@ -54,10 +55,16 @@ def platform_services(settings: Settings, ports: StackPorts) -> list[Service]:
         ),
         Service(
             "delivery",
-            ["worker", "delivery"],
+            ["worker", "delivery", "--web-port", str(ports.delivery_web)],
             ready=group_ready(settings, delivery_group(settings)),
+            url=f"http://127.0.0.1:{ports.delivery_web}",
         ),
     ]
+
+
+def metrics_urls(services: list[Service]) -> list[str]:
+    """Where each service of the stack serves Prometheus metrics."""
+    return [f"{service.url}/metrics" for service in services if service.url]
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -76,6 +83,12 @@ def curl_examples(gateway: str, token: str, receiver: str) -> str:
     )
 
 
+def print_commands(out: Console, text: str) -> None:
+    """Print ready-to-copy commands as they are: never wrapped at the terminal's width (a
+    line broken inside a quoted JSON body or a header no longer pastes), nor styled."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 @dev_app.command("up")
 def dev_up(
     registry_port: Annotated[int, typer.Option(help="Schema registry port")] = 8081,
@@ -83,6 +96,9 @@ def dev_up(
         int | None, typer.Option(help="Gateway port (default CPEVENTS_GATEWAY_PORT)")
     ] = None,
     streams_web_port: Annotated[int, typer.Option(help="Faust web port of the router")] = 6066,
+    delivery_web_port: Annotated[
+        int, typer.Option(help="Metrics port of the delivery worker")
+    ] = 6067,
 ) -> None:
     """Start Kafka (unless CPEVENTS_BOOTSTRAP_SERVERS is set), the registry, the gateway, a
     streams worker and a delivery worker in the foreground; Ctrl-C stops them all."""
@@ -95,6 +111,7 @@ def dev_up(
         registry=registry_port,
         gateway=gateway_port or settings.gateway_port,
         streams_web=streams_web_port,
+        delivery_web=delivery_web_port,
     )
     stack = LocalStack(settings, platform_services, ports, settings.home / "logs", extra_env)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -104,7 +121,14 @@ def dev_up(
         err_console.print(f"[red]dev up failed:[/red] {exc}")
         raise typer.Exit(1) from None
 
-    table = Table("service", "where", "pid", "log", title="Ctrl Plane Events is up")
+    # URLs and pids are never folded (they are copied); the log paths are, if need be.
+    table = Table(
+        "service",
+        Column("where", no_wrap=True),
+        Column("pid", no_wrap=True),
+        "log",
+        title="Ctrl Plane Events is up",
+    )
     table.add_row("kafka", stack.settings.bootstrap_servers or "", "", "")
     for service in stack.services:
         pid = str(service.process.pid) if service.process else ""
@@ -113,12 +137,22 @@ def dev_up(
     token = extra_env.get("CPEVENTS_ADMIN_TOKEN") or (
         settings.admin_token.get_secret_value() if settings.admin_token else ""
     )
+    console.print("Metrics (Prometheus text format):")
+    print_commands(console, "\n".join(f"  {url}" for url in metrics_urls(stack.services)))
     console.print("Try it (the webhook URL must accept POSTs; loopback is allowed in dev):")
-    console.print(
+    print_commands(
+        console,
         curl_examples(f"http://127.0.0.1:{ports.gateway}", token, "http://127.0.0.1:9000/hook"),
-        markup=False,
-        highlight=False,
     )
+    from cpevents.stack import portal_link
+
+    # The tenant portal (issue 17): an operator's link, valid for a day.
+    try:
+        link = portal_link(f"http://127.0.0.1:{ports.gateway}", token)
+    except OSError as exc:  # the stack is up: a missing link must not take it down
+        link = f"(no link: {exc})"
+    console.print("Portal (every tenant; valid 24 h):")
+    console.print(f"  {link}", markup=False, highlight=False, soft_wrap=True)
     console.print("Ctrl-C stops everything.")
     try:
         while not (dead := stack.dead_services()):

@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 
 from cpevents.cli import app
-from cpevents.cli.common import console, err_console, load_settings
+from cpevents.cli.common import configure_tracing, console, err_console, load_settings
 from producers.gateway.server import serve
 
 webhooks_app = typer.Typer(help="Manage webhooks through the gateway.", no_args_is_help=True)
@@ -43,6 +43,7 @@ def gateway(
 ) -> None:
     """Serve the HTTP gateway (event ingest, webhook CRUD, delivery queries)."""
     settings = load_settings(check_kafka=True, check_registry=True)
+    configure_tracing("cpevents-gateway")
     updates: dict[str, Any] = {}
     if host is not None:
         updates["gateway_host"] = host

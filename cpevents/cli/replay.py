@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,7 +33,19 @@ from streams.audit.redeliver import (
 from streams.audit.render import JsonLines, columns, table_row
 from streams.audit.run import AuditTopic, ReplayRequest, count_matches, entries
 
-TABLE_PAGE = 100  # rows per printed table: a table holds its rows, so print it in pages
+TABLE_PAGE = 100
+
+
+def registry_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the registry client failing to get an answer (an HTTP error from
+    the registry, or its HTTP library's connection errors), rather than a bug."""
+    return isinstance(exc, SchemaRegistryError) or type(exc).__module__.split(".")[0] in (
+        "httpx",
+        "httpx2",
+    )
+
+
+# rows per printed table: a table holds its rows, so print it in pages
 
 
 @app.command()
@@ -118,6 +131,17 @@ def replay(
     except (ReplayError, RedeliveryError) as exc:
         err_console.print(f"[red]replay failed:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    except Exception as exc:
+        if not registry_failure(exc):
+            raise
+        # The registry went away after the start-up check: one line, not a traceback.
+        err_console.print(
+            f"[red]replay failed:[/red] the schema registry at {settings.schema_registry_url} "
+            f"did not answer ({type(exc).__name__}: {exc}); check CPEVENTS_SCHEMA_REGISTRY_URL",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     summary = f"{stats.matched} of {stats.read} records matched"
     if stats.undecodable:
         summary += f", {stats.undecodable} undecodable skipped"

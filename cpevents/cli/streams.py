@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cpevents.cli import worker_app
-from cpevents.cli.common import err_console, load_settings
+from cpevents.cli.common import configure_tracing, err_console, load_settings
 
 
 @worker_app.command("streams")
@@ -41,6 +41,7 @@ def worker_streams(
     from streams.worker import run_worker
 
     settings = load_settings(check_kafka=True, check_registry=True)
+    configure_tracing("cpevents-router")
     options = WorkerOptions(
         web_host=web_host,
         web_port=web_port,

@@ -145,6 +145,9 @@ class Gateway:
         app.router.add_post("/v1/webhooks/{id}/rotate-secret", self.rotate_webhook_secret)
         app.router.add_get("/v1/deliveries", self.list_deliveries)
         app.router.add_post("/v1/deliveries/{id}/retry", self.retry_delivery)
+        from producers.portal import mount  # the tenant portal (issue 17): /portal/, portal links
+
+        mount(app, self)
         return app
 
     @property

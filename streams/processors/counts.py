@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from schemas.serde import DecodeError
+from schemas.event import Event
 from streams.app import StreamsContext
 
 WINDOW_ENV = "CPEVENTS_COUNTS_WINDOW_SECONDS"
@@ -46,18 +46,13 @@ def install(ctx: StreamsContext) -> None:
     )
     windowed = table.tumbling(size, expires=size * WINDOWS_KEPT).relative_to_stream()
 
-    @app.agent(ctx.events_topic, name="event-counts", concurrency=1)
-    async def count(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                decoded = ctx.serde.events.decode(message.value, message.topic)
-            except DecodeError:
-                continue  # the router dead-letters it
+    @app.agent(ctx.events(), name="event-counts", concurrency=1)
+    async def count(events: faust.StreamT[Event]) -> None:
+        async for event in events:
             # Table values are written whole: a mutated dict would not reach the changelog.
-            counts = dict(windowed[decoded.tenant_id].current())
-            counts[decoded.type] = counts.get(decoded.type, 0) + 1
-            windowed[decoded.tenant_id] = counts
+            counts = dict(windowed[event.tenant_id].current())
+            counts[str(event.type)] = counts.get(str(event.type), 0) + 1
+            windowed[event.tenant_id] = counts
 
     @app.page("/counts/{tenant}/")
     @app.table_route(table=table, match_info="tenant")

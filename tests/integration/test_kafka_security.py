@@ -7,6 +7,8 @@ forever."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 import sys
@@ -43,9 +45,13 @@ def plain_text(output: str) -> str:
     return re.sub(r"\s+", " ", output)
 
 
-def with_registry(settings: Settings, registry: SecureRegistry, user: str) -> dict[str, str]:
-    """The registry variables for ``user`` (``user:password``), as settings fields."""
-    return {"CPEVENTS_SCHEMA_REGISTRY_URL": registry.url, "CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH": user}
+def registry_env(registry: SecureRegistry, user: str) -> dict[str, str]:
+    """The variables that point a ``cpevents`` command at ``registry`` as ``user``
+    (``user:password``)."""
+    return {
+        "CPEVENTS_SCHEMA_REGISTRY_URL": registry.url,
+        "CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH": user,
+    }
 
 
 # -- librdkafka clients through the helpers ---------------------------------------------------
@@ -177,8 +183,21 @@ async def alive_until(
     return check
 
 
+def registry_subjects(registry: SecureRegistry, user: str) -> list[str]:
+    """``GET /subjects`` as ``user``: the subjects that user may read."""
+    request = urllib.request.Request(f"{registry.url}/subjects")
+    token = base64.b64encode(user.encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        subjects: list[str] = json.load(response)
+    return subjects
+
+
 async def test_gateway_router_and_delivery_deliver_a_signed_event(
-    secure_settings: Settings, secure_kafka: SecureKafka, receiver: Receiver
+    secure_settings: Settings,
+    secure_kafka: SecureKafka,
+    secure_registry: SecureRegistry,
+    receiver: Receiver,
 ) -> None:
     gateway_port = free_port()
     env = secure_env(
@@ -186,6 +205,7 @@ async def test_gateway_router_and_delivery_deliver_a_signed_event(
         secure_kafka,
         CPEVENTS_ADMIN_TOKEN=ADMIN_TOKEN,
         CPEVENTS_DELIVERY_ALLOWED_NETWORKS="127.0.0.0/8",
+        **registry_env(secure_registry, secure_registry.writer),
     )
     services = [
         cpevents(env, "gateway", "--port", str(gateway_port)),
@@ -229,21 +249,49 @@ async def test_gateway_router_and_delivery_deliver_a_signed_event(
     verified = StandardWebhook(secret).verify(request.body, request.headers)
     assert verified["id"] == event_id and verified["payload"] == {"tls": True}
 
-    # The audit and dead-letter commands read the same secured cluster.
-    replayed = run_cli(env, "replay", "--since", "1h", "--until", "now")
+    # The services registered their schemas in the secured registry (and nowhere else).
+    topics = secure_settings.topics
+    assert {f"{topics.events('deploy')}-value", f"{topics.deliveries}-value"} <= set(
+        registry_subjects(secure_registry, secure_registry.reader)
+    )
+    # The audit and dead-letter commands read the same secured cluster; replay decodes with
+    # the read-only registry user.
+    audit_env = {**env, **registry_env(secure_registry, secure_registry.reader)}
+    replayed = run_cli(audit_env, "replay", "--since", "1h", "--until", "now")
     assert replayed.returncode == 0, replayed.stderr
     assert event_id in replayed.stdout
-    dead = run_cli(env, "dlt", "list")
+    dead = run_cli(audit_env, "dlt", "list")
     assert dead.returncode == 0, dead.stderr
     assert "0 dead letters" in dead.stdout
 
 
-SERVICES = {
+# The commands that use the registry; `cpevents registry` uses Kafka only (it is the registry).
+REGISTRY_CLIENTS: dict[str, Callable[[], list[str]]] = {
     "gateway": lambda: ["gateway", "--port", str(free_port())],
     "streams": lambda: ["worker", "streams", "--web-port", str(free_port())],
     "delivery": lambda: ["worker", "delivery"],
     "replay": lambda: ["replay", "--since", "1h", "--until", "now"],
 }
+SERVICES: dict[str, Callable[[], list[str]]] = {
+    **REGISTRY_CLIENTS,
+    "registry": lambda: ["registry", "--port", str(free_port())],
+}
+
+
+def exits_at_start(env: dict[str, str], service: str, failure: str) -> str:
+    """The output of ``service`` started with ``env``, asserting it exited non-zero within
+    30 s."""
+    started = time.monotonic()
+    process = cpevents(env, *SERVICES[service]())
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"{service} still running after 30 s with a {failure}:\n{output}")
+    assert process.returncode != 0, output
+    assert time.monotonic() - started < 30
+    return plain_text(output)
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -264,17 +312,28 @@ def test_a_service_refused_by_kafka_exits_at_start_naming_the_setting(
         change = {"CPEVENTS_KAFKA_SSL_CA_LOCATION": str(other_ca)}
         setting = "CPEVENTS_KAFKA_SSL_CA_LOCATION"
     env = secure_env(secure_settings, secure_kafka, CPEVENTS_ADMIN_TOKEN=ADMIN_TOKEN, **change)
-    started = time.monotonic()
-    process = cpevents(env, *SERVICES[service]())
-    try:
-        output, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"{service} still running after 30 s with a {failure}:\n{output}")
-    assert process.returncode != 0, output
-    assert time.monotonic() - started < 30
-    assert setting in plain_text(output), output
+    output = exits_at_start(env, service, failure)
+    assert setting in output, output
     secrets = [secure_kafka.password, *change.values()] if failure == "wrong password" else []
     for secret in secrets or [secure_kafka.password]:
         assert secret not in output
+
+
+@pytest.mark.parametrize("service", sorted(REGISTRY_CLIENTS))
+def test_a_service_refused_by_the_registry_exits_at_start_naming_the_setting(
+    service: str,
+    secure_settings: Settings,
+    secure_kafka: SecureKafka,
+    secure_registry: SecureRegistry,
+) -> None:
+    wrong = f"{secure_registry.writer.partition(':')[0]}:wrong-{uuid.uuid4().hex}"
+    env = secure_env(
+        secure_settings,
+        secure_kafka,
+        CPEVENTS_ADMIN_TOKEN=ADMIN_TOKEN,
+        **registry_env(secure_registry, wrong),
+    )
+    output = exits_at_start(env, service, "wrong registry password")
+    assert "CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH" in output, output
+    assert "HTTP 401" in output, output
+    assert wrong.partition(":")[2] not in output

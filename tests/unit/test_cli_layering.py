@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Local stack supervisor, local broker (Maven jars), and the optional 'docker' extra.
 DEV_ONLY = ("cpevents.stack", "cpevents.localkafka", "testcontainers", "docker")
 
-COMMANDS = ["demo", "produce", "keygen", "gateway", "registry", "replay"]
-GROUPS = ["worker", "dlt", "dev", "webhooks", "kafka", "topics"]
+COMMANDS = ["demo", "produce", "keygen", "gateway", "registry", "replay", "status"]
+GROUPS = ["worker", "dlt", "dev", "webhooks", "kafka", "topics", "processors"]
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:

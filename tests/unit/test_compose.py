@@ -4,8 +4,10 @@ commands, environment names are real settings, dependencies and volumes resolve.
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import typer.main
@@ -13,6 +15,7 @@ import yaml
 
 from cpevents.cli import app
 from plumbing.settings import Settings
+from registry.access import OPEN_PATHS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -67,8 +70,8 @@ def test_published_ports_match_the_commands(name: str) -> None:
 
 
 def test_kafka_and_the_registry_are_not_published() -> None:
-    # Both are unauthenticated in this file: the compose network only. The gateway (bearer
-    # tokens) is the one published service.
+    # Kafka is unauthenticated in this file, and the registry's Basic credentials travel in
+    # clear: the compose network only. The gateway (bearer tokens) is the one published service.
     for name in ("kafka", "registry"):
         assert "ports" not in SERVICES[name], f"{name} must not publish ports"
     published = {name for name, service in SERVICES.items() if service.get("ports")}
@@ -93,6 +96,41 @@ def test_environment_names_are_settings() -> None:
     advertised = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert f"PLAINTEXT://{env['CPEVENTS_BOOTSTRAP_SERVERS']}" in advertised
     assert env["CPEVENTS_SCHEMA_REGISTRY_URL"] == "http://registry:8081"
+
+
+SETTINGS_VARIABLES = {f"CPEVENTS_{name.upper()}" for name in Settings.model_fields}
+
+
+@pytest.mark.parametrize("file", ["docker-compose.yml", "docker-compose.override.example.yml"])
+def test_every_cpevents_variable_in_compose_is_a_setting(file: str) -> None:
+    # Keys, ${...} interpolations and comments alike: a misspelt name would be silently unset.
+    named = set(re.findall(r"CPEVENTS_[A-Z0-9_]+", (ROOT / file).read_text()))
+    assert named - SETTINGS_VARIABLES == set()
+
+
+def test_the_registry_authenticates_users_of_a_mounted_auth_file() -> None:
+    registry = SERVICES["registry"]
+    auth_file = PurePosixPath(registry["environment"]["CPEVENTS_REGISTRY_AUTH_FILE"])
+    mounts = [volume.split(":") for volume in registry.get("volumes", [])]
+    # A bind mount of the file's directory, read-only (the registry never writes it).
+    assert any(
+        source.startswith("./") and auth_file.parent == PurePosixPath(target) and mode == "ro"
+        for source, target, mode in mounts
+    ), mounts
+    # The probe carries no credentials: it must use a path the registry leaves open.
+    probe = " ".join(registry["healthcheck"]["test"])
+    [url] = re.findall(r"http://127\.0\.0\.1:8081[^'\s]*", probe)
+    assert urlsplit(url).path in OPEN_PATHS - {"/"}
+
+
+def test_the_registry_clients_get_credentials_from_the_environment() -> None:
+    for name in ("gateway", "streams", "delivery"):
+        environment = OUR_SERVICES[name]["environment"]
+        # Interpolated, required: never a password in this file, never a silent anonymous client.
+        assert environment["CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH"].startswith(
+            "${CPEVENTS_SCHEMA_REGISTRY_BASIC_AUTH:?"
+        ), name
+        assert environment["CPEVENTS_SCHEMA_REGISTRY_URL"] == "http://registry:8081"
 
 
 def test_dependencies_volumes_and_health_checks() -> None:

@@ -14,7 +14,7 @@ from confluent_kafka import Message
 
 from delivery.config import DeliveryConfig
 from delivery.outcome import Outcome, Verdict, classify_error, classify_status
-from delivery.planner import SOURCE, DeliveryPlanner
+from delivery.planner import SOURCE, DeliveryPlanner, WriteBack, disable_write_back
 from delivery.retry_headers import FRESH, RetryState, parse_retry_state
 from delivery.schema_setup import register_schemas
 from delivery.transport import AttemptResult, no_response
@@ -437,3 +437,44 @@ def test_a_dropped_task_leaves_a_disabled_attempt_record(
     delivery = setup.attempt_record(record)
     assert delivery.status is DeliveryStatus.DISABLED
     assert (delivery.attempts, delivery.error, delivery.status_code) == (2, why, 0)
+
+
+def test_a_disable_is_written_only_on_the_version_it_was_decided_on() -> None:
+    at = from_epoch_micros(micros_at(NOW))
+    seen = Webhook(id=ids.new_id(ids.WEBHOOK), tenant_id="ten_test", url=URL, version=3)
+    # Unchanged: the current copy, inactive, as the next version.
+    assert disable_write_back(seen, seen, at) == WriteBack(
+        replace(seen, active=False, updated_at=at, version=4)
+    )
+    # Changed since (a rotation landed): nothing written, and it says why.
+    rotated = replace(seen, version=4)
+    assert disable_write_back(seen, rotated, at) == WriteBack(None, changed=True)
+    # Nothing to disable.
+    assert disable_write_back(seen, None, at) == WriteBack(None)
+    assert disable_write_back(seen, replace(seen, active=False, version=4), at) == WriteBack(None)
+
+
+def test_a_410_about_an_older_version_retries_the_task_on_the_current_one(setup: Setup) -> None:
+    planner = setup.planner(disable_after=100)
+    first = planner.after_attempt(
+        setup.message(), setup.task, status_result(500), None, FRESH, setup.webhook, NOW - 100
+    )
+    assert TOPICS.webhooks not in [r.topic for r in first]
+    # The webhook was rotated (version 1) after this attempt was sent with version 0: neither
+    # the failure window nor the 410 may write back a disable decided on version 0.
+    setup.webhooks.by_id[setup.webhook.id] = replace(setup.webhook, version=1)
+    records = planner.after_attempt(
+        setup.message(), setup.task, status_result(410), None, FRESH, setup.webhook, NOW
+    )
+    assert [r.topic for r in records] == [FIRST_TIER, TOPICS.webhook_deliveries]
+    assert setup.webhooks.applied == [], "nothing written back"
+    assert setup.attempt_record(records[1]).status is DeliveryStatus.RETRYING
+    # The window stays expired: the next failure, of the current version, decides again.
+    current = setup.webhooks.by_id[setup.webhook.id]
+    again = planner.after_attempt(
+        setup.message(), setup.task, status_result(500), None, FRESH, current, NOW + 1
+    )
+    assert again[0].topic == TOPICS.webhooks
+    assert setup.webhooks.applied[-1] == replace(
+        current, active=False, updated_at=from_epoch_micros(micros_at(NOW + 1)), version=2
+    )

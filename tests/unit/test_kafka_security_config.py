@@ -349,7 +349,6 @@ def test_registry_client_config(ca: Path) -> None:
     )
     assert registry_client_config(settings) == {
         "url": "https://registry.example",
-        "basic.auth.credentials.source": "USER_INFO",
         "basic.auth.user.info": f"key:{PASSWORD}",
         "ssl.ca.location": str(ca),
     }

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from schemas.avsc import schema_str
+from schemas.avsc import schema_dict, schema_str
 from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
 from schemas.ids import delivery_id, new_id
@@ -147,3 +147,11 @@ def test_unknown_schema_id_and_trailing_bytes_are_decode_errors(serde: Serde) ->
     good = serde.events.encode(sample_events()[0], "t")
     with pytest.raises(DecodeError, match="trailing"):
         serde.events.decode(good + b"\x00", "t")
+
+
+def test_schema_dicts_are_not_shared_between_callers() -> None:
+    # fastavro's parse_schema and users' code may change the dict they get; the next caller
+    # (a codec built later in the process) must still get the schema as written.
+    first = schema_dict("Event")
+    first["fields"].clear()
+    assert schema_dict("Event")["fields"], "a caller's change leaked into the cached schema"

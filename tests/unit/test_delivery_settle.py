@@ -1,0 +1,119 @@
+"""Producing a task's records: done once all are acknowledged, and a record too large for its
+topic dead-letters the task instead of stopping the worker (a fake producer, no broker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from delivery.lanes import Job
+from delivery.offsets import PartitionProgress
+from delivery.outcome import classify_status
+from delivery.retry_headers import RetryState
+from delivery.settle import Settler
+from delivery.transport import AttemptResult
+from plumbing.kafka.deadletter import parse_dead_letter
+from schemas.delivery_records import DeliveryStatus
+from tests.unit.test_delivery_planner import FIRST_TIER, NOW, TOPICS, Setup
+from tests.unit.test_delivery_planner import setup as setup  # the fixture
+
+
+class Producer:
+    """Takes records; refuses those for ``too_large`` topics at once, as librdkafka does for a
+    record over ``message.max.bytes``; ``acknowledge`` runs the delivery reports."""
+
+    def __init__(self, too_large: frozenset[str] = frozenset()) -> None:
+        self.too_large = too_large
+        self.records: list[tuple[str, Any, Any]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        if topic in self.too_large:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        self.records.append((topic, kwargs, kwargs["on_delivery"]))
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+    def acknowledge(self) -> None:
+        for _, _, on_delivery in self.records:
+            on_delivery(None, None)
+
+
+def settler(setup: Setup, producer: Producer) -> tuple[Settler, list[int], list[BaseException]]:
+    done: list[int] = []
+    failures: list[BaseException] = []
+    return (
+        Settler(
+            producer,  # type: ignore[arg-type]
+            setup.planner(),
+            lambda progress, offset: done.append(offset),
+            failures.append,
+            lambda: NOW,
+        ),
+        done,
+        failures,
+    )
+
+
+def failed_attempt(setup: Setup) -> tuple[Job, list[Any]]:
+    state = RetryState()
+    job = Job(setup.message(), None, state, PartitionProgress(), 7, task=setup.task)
+    result = AttemptResult(500, classify_status(500), 1.0)
+    records = setup.planner().after_attempt(
+        job.message, setup.task, result, None, state, setup.webhook, NOW
+    )
+    return job, records
+
+
+def test_a_task_is_done_once_every_record_is_acknowledged(setup: Setup) -> None:
+    producer = Producer()
+    settle, done, failures = settler(setup, producer)
+    job, records = failed_attempt(setup)
+    settle.settle(job, records)
+    assert [topic for topic, _, _ in producer.records] == [FIRST_TIER, TOPICS.webhook_deliveries]
+    assert done == []
+    producer.acknowledge()
+    assert done == [7] and failures == []
+
+
+def test_a_retry_record_refused_as_too_large_dead_letters_the_task(setup: Setup) -> None:
+    producer = Producer(too_large=frozenset({FIRST_TIER}))
+    settle, done, failures = settler(setup, producer)
+    job, records = failed_attempt(setup)
+    settle.settle(job, records)
+    # The dead letter and an attempt record that says so, instead of "retrying".
+    topics = [topic for topic, _, _ in producer.records]
+    assert topics == [TOPICS.deliveries_dlt, TOPICS.webhook_deliveries]
+    letter = producer.records[0][1]
+    info = parse_dead_letter(letter["headers"])
+    assert info.reason.startswith(f"output too large: {FIRST_TIER} refused a record of ")
+    assert (info.original_topic, info.original_partition, info.original_offset) == (
+        TOPICS.deliveries,
+        2,
+        7,
+    )
+    assert info.extra["attempts"] == "1"
+    attempt = producer.records[1][1]
+    delivery = setup.serde.deliveries.decode(attempt["value"], TOPICS.webhook_deliveries)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.DEAD_LETTERED, 1)
+    producer.acknowledge()
+    assert done == [7] and failures == []
+
+
+def test_a_dead_letter_too_large_leaves_the_task_unfinished(setup: Setup) -> None:
+    """Nothing can take a dead letter's place: the worker stops and redoes the task later."""
+    producer = Producer(too_large=frozenset({TOPICS.deliveries_dlt}))
+    settle, done, _ = settler(setup, producer)
+    state = RetryState()
+    job = Job(setup.message(), None, state, PartitionProgress(), 7, task=setup.task)
+    result = AttemptResult(400, classify_status(400), 1.0)
+    records = setup.planner().after_attempt(
+        job.message, setup.task, result, None, state, setup.webhook, NOW
+    )
+    assert records[0].topic == TOPICS.deliveries_dlt
+    with pytest.raises(KafkaException):
+        settle.settle(job, records)
+    producer.acknowledge()
+    assert done == []

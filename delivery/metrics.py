@@ -29,7 +29,15 @@ if TYPE_CHECKING:
     from delivery.partitions import PartitionBook
     from delivery.transport import AttemptResult
 
-__all__ = ["OUTCOMES", "STATUS_CLASSES", "AttemptTally", "DeliveryMetrics", "delivery_metrics"]
+__all__ = [
+    "OUTCOMES",
+    "STATUS_CLASSES",
+    "AttemptTally",
+    "DeliveryMetrics",
+    "dead_letters_counter",
+    "delivery_metrics",
+    "worker_metrics",
+]
 
 OUTCOMES = ("delivered", "retrying", "deferred", "dead_lettered", "disabled")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
@@ -38,7 +46,7 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
 class DeliveryMetrics:
     """The process's delivery metrics, children bound once (see :func:`delivery_metrics`)."""
 
-    def __init__(self, per_webhook: bool) -> None:
+    def __init__(self) -> None:
         attempts = counter(
             "cpevents_delivery_attempts_total",
             "Delivery attempts by outcome and HTTP status class (none: no response)",
@@ -49,15 +57,7 @@ class DeliveryMetrics:
             for outcome in OUTCOMES
             for status in STATUS_CLASSES
         }
-        self.per_webhook = (
-            counter(
-                "cpevents_delivery_webhook_attempts_total",
-                "Delivery attempts per webhook (CPEVENTS_METRICS_PER_WEBHOOK) by outcome",
-                ("webhook_id", "outcome"),
-            )
-            if per_webhook
-            else None
-        )
+        self.per_webhook: Any = None  # a counter once enable_per_webhook() was called
         self.latency = histogram(
             "cpevents_delivery_latency_seconds",
             "From the task's creation by the router (the event's routing) to its 2xx, "
@@ -69,11 +69,7 @@ class DeliveryMetrics:
             "How long after its due time a retry was attempted",
             buckets=SLOW_BUCKETS,
         )
-        self.dead_letters = counter(
-            "cpevents_dead_letters_total",
-            "Records written to a dead-letter topic, by the component that wrote them",
-            ("source",),
-        ).labels("delivery")
+        self.dead_letters = dead_letters_counter().labels("delivery")
         self.webhooks_disabled = counter(
             "cpevents_delivery_webhooks_disabled_total",
             "Webhooks the delivery worker disabled (410 Gone, or failing too long)",
@@ -99,6 +95,14 @@ class DeliveryMetrics:
             "Endpoints whose circuit breaker is open or half-open",
         )
 
+    def enable_per_webhook(self) -> None:
+        """Also count attempts per webhook id (``CPEVENTS_METRICS_PER_WEBHOOK``)."""
+        self.per_webhook = counter(
+            "cpevents_delivery_webhook_attempts_total",
+            "Delivery attempts per webhook (CPEVENTS_METRICS_PER_WEBHOOK) by outcome",
+            ("webhook_id", "outcome"),
+        )
+
     def attempt(self, outcome: str, status: int = 0) -> Any:
         """The counter child of ``outcome`` with ``status``'s class (bound once)."""
         return self._attempts[(outcome, status_class(status))]
@@ -109,9 +113,11 @@ class DeliveryMetrics:
         if self.per_webhook is not None and job is not None and job.webhook is not None:
             self.per_webhook.labels(job.webhook.id, outcome).inc()
 
-    def tally(self, dead_letter_topic: str, clock: Callable[[], float]) -> AttemptTally:
+    def tally(
+        self, dead_letter_topic: str, webhooks_topic: str, clock: Callable[[], float]
+    ) -> AttemptTally:
         """A tally for one settle pass (``add`` each attempt, then ``flush``)."""
-        return AttemptTally(self, dead_letter_topic, clock)
+        return AttemptTally(self, dead_letter_topic, webhooks_topic, clock)
 
     def watch(self, lanes: Lanes, partitions: PartitionBook) -> None:
         """Read the live state of ``lanes`` and ``partitions`` at every scrape."""
@@ -152,26 +158,47 @@ def _open_breakers(lanes: Lanes) -> float:
     return float(sum(1 for breaker in breakers.values() if breaker.opened_at is not None))
 
 
+def dead_letters_counter() -> Any:
+    """``cpevents_dead_letters_total{source}`` (the router counts its own too)."""
+    return counter(
+        "cpevents_dead_letters_total",
+        "Records written to a dead-letter topic, by the component that wrote them",
+        ("source",),
+    )
+
+
 @functools.cache
-def _metrics(per_webhook: bool) -> DeliveryMetrics:
-    return DeliveryMetrics(per_webhook)
-
-
-def delivery_metrics(settings: Settings) -> DeliveryMetrics:
+def delivery_metrics() -> DeliveryMetrics:
     """The process's delivery metrics (made once)."""
-    return _metrics(settings.metrics_per_webhook)
+    return DeliveryMetrics()
+
+
+def worker_metrics(settings: Settings, lanes: Lanes, partitions: PartitionBook) -> DeliveryMetrics:
+    """The process's delivery metrics, watching one worker's ``lanes`` and ``partitions``
+    (per webhook too if ``settings`` say so)."""
+    metrics = delivery_metrics()
+    if settings.metrics_per_webhook and metrics.per_webhook is None:
+        metrics.enable_per_webhook()
+    metrics.watch(lanes, partitions)
+    return metrics
 
 
 class AttemptTally:
     """Counts the attempts of one settle pass, written to the counters in :meth:`flush`."""
 
-    __slots__ = ("_clock", "_counts", "_dlt", "_metrics", "_now")
+    __slots__ = ("_clock", "_counts", "_disabled", "_dlt", "_metrics", "_now", "_webhooks")
 
     def __init__(
-        self, metrics: DeliveryMetrics, dead_letter_topic: str, clock: Callable[[], float]
+        self,
+        metrics: DeliveryMetrics,
+        dead_letter_topic: str,
+        webhooks_topic: str,
+        clock: Callable[[], float],
     ) -> None:
         self._metrics = metrics
         self._dlt = dead_letter_topic
+        self._webhooks = webhooks_topic
+        self._disabled = 0
         self._counts: dict[tuple[str, int], int] = {}
         self._clock = clock
         self._now: float | None = None
@@ -185,10 +212,14 @@ class AttemptTally:
             task = job.task
             if task is not None:
                 self._metrics.latency.observe(max(self._time() - task.created_at_micros / 1e6, 0))
-        elif any(record.topic == self._dlt for record in records):
-            outcome = "disabled" if verdict is Verdict.GONE else "dead_lettered"
         else:
             outcome = "retrying"
+            for record in records:  # a failure's records: a retry or a dead letter, a disable
+                topic = record.topic
+                if topic == self._dlt:
+                    outcome = "disabled" if verdict is Verdict.GONE else "dead_lettered"
+                elif topic == self._webhooks:
+                    self._disabled += 1  # the webhook written back inactive
         due_ms = job.state.not_before_ms
         if due_ms and job.tier is not None:
             started = self._time() - result.duration_ms / 1000
@@ -211,3 +242,6 @@ class AttemptTally:
         for (outcome, hundreds), count in self._counts.items():
             attempt(outcome, hundreds * 100).inc(count)
         self._counts.clear()
+        if self._disabled:
+            self._metrics.webhooks_disabled.inc(self._disabled)
+            self._disabled = 0

@@ -10,11 +10,14 @@ the same trace, under the router's ``route`` span.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
-from delivery.lanes import Job
 from delivery.transport import AttemptResult
 from plumbing import tracing
 from plumbing.kafka.produce import message_headers
+
+if TYPE_CHECKING:  # lanes import this module
+    from delivery.lanes import Job
 
 __all__ = ["traced_post"]
 

@@ -2,7 +2,8 @@
 ``KafkaBus.publish``.
 
 Metrics: ``cpevents_gateway_events_accepted_total`` and
-``cpevents_gateway_events_refused_total{reason}`` (the problem type's slug: a bounded set),
+``cpevents_gateway_events_refused_total{reason}`` (refused requests, by the problem type's
+slug: a bounded set),
 ``cpevents_bus_events_published_total``; request durations by route and status come from
 ``plumbing.metrics.HttpMetrics`` (service ``gateway``).
 
@@ -17,15 +18,24 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from aiohttp import web
 from opentelemetry import context as otel_context
 
 from plumbing import tracing
 from plumbing.kafka.produce import Delivered, Record
 from plumbing.metrics import HttpMetrics, counter
+from producers.gateway.problems import Problem
 
-__all__ = ["ProducerMetrics", "producer_metrics", "traced_publish", "traced_request"]
+__all__ = [
+    "ProducerMetrics",
+    "counting_refusals",
+    "producer_metrics",
+    "traced_publish",
+    "traced_request",
+]
 
 Send = Callable[[Sequence[Record]], Awaitable[list[Delivered]]]
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class ProducerMetrics:
@@ -38,8 +48,8 @@ class ProducerMetrics:
         )
         self._refused = counter(
             "cpevents_gateway_events_refused_total",
-            "Events refused by POST /v1/events, by reason (the problem type); a request whose "
-            "events could not be read counts 1",
+            "Requests to POST /v1/events refused, by reason (the problem type): nothing of a "
+            "refused request is written, so each counts once",
             ("reason",),
         )
         self._refused_by: dict[str, Any] = {}
@@ -60,6 +70,24 @@ class ProducerMetrics:
 def producer_metrics() -> ProducerMetrics:
     """The process's producing-side metrics (made once)."""
     return ProducerMetrics()
+
+
+def counting_refusals(handler: Handler, metrics: ProducerMetrics) -> Handler:
+    """``handler`` (``POST /v1/events``) with each refusal counted by its problem type. A
+    refused request counts once: its events may not even be readable."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except Problem as problem:
+            metrics.refused(problem.slug)
+            raise
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                metrics.refused(exc.reason.lower().replace(" ", "-"))
+            raise
+
+    return handle
 
 
 async def _traced(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any, Self
 
 from schemas import ids
 from schemas.errors import ContractError
+from schemas.filters import filter_text
 from schemas.timestamps import format_rfc3339, utc_now
 
 
@@ -45,6 +47,9 @@ class Webhook:
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
     version: int = 0
+    # The payload filter (schemas/filters.py) as its compact JSON text, None for no filter:
+    # text keeps the frozen record hashable and is the form stored in Avro.
+    filter_json: str | None = None
 
     def __post_init__(self) -> None:
         ids.check_id(self.id, ids.WEBHOOK, "id")
@@ -56,6 +61,8 @@ class Webhook:
             raise ContractError("version", "must be a non-negative integer")
         object.__setattr__(self, "events", tuple(self.events))
         object.__setattr__(self, "secrets", tuple(self.secrets))
+        if self.filter_json is not None:
+            object.__setattr__(self, "filter_json", _filter_json(self.filter_json))
 
     def updated(self, **changes: Any) -> Self:
         """The next version: ``changes`` applied, ``updated_at`` now, ``version`` + 1."""
@@ -66,9 +73,18 @@ class Webhook:
         moment = moment or utc_now()
         return [secret for secret in self.secrets if secret.active_at(moment)]
 
+    @property
+    def payload_filter(self) -> dict[str, Any] | None:
+        """The payload filter as a JSON object (a fresh copy), or None when there is none."""
+        if self.filter_json is None:
+            return None
+        parsed: dict[str, Any] = json.loads(self.filter_json)
+        return parsed
+
     def to_json_dict(self) -> dict[str, Any]:
-        """The JSON Ctrl Plane's Go Webhook struct marshals (the secret is never part of it)."""
-        return {
+        """The JSON Ctrl Plane's Go Webhook struct marshals (the secret is never part of it),
+        plus the endpoint features of issue 18 when set (absent otherwise, like omitempty)."""
+        data: dict[str, Any] = {
             "id": self.id,
             "created_at": format_rfc3339(self.created_at),
             "updated_at": format_rfc3339(self.updated_at),
@@ -77,6 +93,9 @@ class Webhook:
             "events": list(self.events),
             "active": self.active,
         }
+        if self.filter_json is not None:
+            data["filter"] = self.payload_filter
+        return data
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -92,6 +111,7 @@ class Webhook:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "version": self.version,
+            "filter": self.filter_json,
         }
 
     @classmethod
@@ -110,4 +130,16 @@ class Webhook:
             updated_at=record["updated_at"],
             # Absent from records written before the field existed (resolution fills 0 too).
             version=record.get("version", 0),
+            filter_json=record.get("filter"),
         )
+
+
+def _filter_json(text: Any) -> str:
+    """``text`` as the canonical text of a valid filter; ContractError naming ``filter``."""
+    if not isinstance(text, str):
+        raise ContractError("filter", "must be the JSON text of a filter object")
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise ContractError("filter", f"is not valid JSON text ({exc})") from None
+    return filter_text(parsed)

@@ -65,7 +65,8 @@ class Router:
             event = self._registry_call(self._serde.events.decode, value, topic)
         except DecodeError as exc:
             return Routed(dead_letter_reason=exc.reason)
-        webhooks = self._index.match(event.tenant_id, event.type)
+        # Type patterns, then payload filters (only webhooks that have one look at the payload).
+        webhooks = self._index.match_event(event)
         if not webhooks:
             return Routed()
         assert value is not None  # decoded, so it had bytes

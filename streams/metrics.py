@@ -44,6 +44,7 @@ class RouterMetrics:
             "cpevents_router_batch_duration_seconds",
             "Time to route a batch and have Kafka acknowledge its outputs",
         )
+        # The same family as the delivery worker's (delivery.metrics.dead_letters_counter).
         self.dead_letters = counter(
             "cpevents_dead_letters_total",
             "Records written to a dead-letter topic, by the component that wrote them",

@@ -60,3 +60,23 @@ def configure_tracing(service: str) -> None:
     except ValueError as exc:
         err_console.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise SystemExit(2) from None
+
+
+#: Seconds a command (not a service) gives Kafka and the registry to answer: what does not
+#: answer within seconds is down, not starting.
+COMMAND_WAIT = 5.0
+
+
+def check_reachable(settings: Settings, wait: float = COMMAND_WAIT) -> None:
+    """For commands: Kafka or the registry not answering (or refusing us) ends the command with
+    one line, unwrapped whatever the terminal's width, naming what and the setting to check;
+    exit code 2."""
+    try:
+        check_kafka_access(settings, timeout=wait)
+        check_registry_access(settings, timeout=wait)
+    except (KafkaAccessError, RegistryAccessError) as exc:
+        what = "Kafka" if isinstance(exc, KafkaAccessError) else "the schema registry"
+        err_console.print(
+            f"[red]cannot use {what}:[/red] {escape(' '.join(str(exc).split()))}", soft_wrap=True
+        )
+        raise SystemExit(2) from None

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cpevents.cli import app
-from cpevents.cli.common import console, err_console, load_settings
+from cpevents.cli.common import check_reachable, console, err_console, load_settings
 from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.errors import ContractError
@@ -81,10 +81,18 @@ def replay(
         bool, typer.Option(help="Send the matching events to --webhook again")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="With --webhook: the past events its current types and filter would have "
+            "matched, and how many; sends nothing",
+        ),
+    ] = False,
 ) -> None:
     """Replay event topics (or the attempt log, or dead letters) over a time range, in timestamp
     order across partitions. JSON lines on stdout; problems and the summary on stderr."""
-    settings = load_settings(check_kafka=True, check_registry=True)
+    settings = load_settings()
     options = ReplayOptions(
         since=since,
         until=until,
@@ -98,6 +106,7 @@ def replay(
         webhook=webhook,
         redeliver=redeliver,
         yes=yes,
+        dry_run=dry_run,
     )
     try:
         plan = options.validate(int(time.time() * 1000))
@@ -105,6 +114,9 @@ def replay(
         err_console.print(f"[red]invalid option --{exc.field}:[/red] {exc.reason}", highlight=False)
         raise typer.Exit(2) from None
 
+    # Options first (they need no connection), then Kafka and the registry: either not
+    # answering is one line naming it and the setting, exit 2.
+    check_reachable(settings)
     serde = serde_for(settings)
     plan, sender = _target(plan, settings, serde)
     request = plan.request
@@ -143,6 +155,11 @@ def replay(
         )
         raise typer.Exit(2) from None
     summary = f"{stats.matched} of {stats.read} records matched"
+    if plan.dry_run:
+        summary = (
+            f"{stats.matched} of {stats.read} events would have matched {webhook} "
+            "(its current types and filter)"
+        )
     if stats.undecodable:
         summary += f", {stats.undecodable} undecodable skipped"
     if sender is not None:

@@ -13,19 +13,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from cpevents.cli import app
-from cpevents.cli.common import console, err_console, load_settings
-from plumbing.kafka.preflight import KafkaAccessError, check_kafka_access
-from plumbing.registry_client import RegistryAccessError, check_registry_access, serde_for
-from plumbing.settings import Settings
+from cpevents.cli.common import check_reachable, console, load_settings
+from plumbing.registry_client import serde_for
 
 if TYPE_CHECKING:
     from cpevents.status import Status
-
-WAIT = 5.0  # seconds Kafka and the registry get to answer
 
 
 def _when(millis: int) -> str:
@@ -59,21 +54,6 @@ def _render(status: Status) -> None:
     console.print(attempts)
 
 
-def _check_reachable(settings: Settings) -> None:
-    """Kafka or the registry unreachable: one line (unwrapped, whatever the terminal's width)
-    naming it and the setting to check, exit 2. A command, not a service: what does not answer
-    within seconds is down, not starting."""
-    try:
-        check_kafka_access(settings, timeout=WAIT)
-        check_registry_access(settings, timeout=WAIT)
-    except (KafkaAccessError, RegistryAccessError) as exc:
-        what = "Kafka" if isinstance(exc, KafkaAccessError) else "the schema registry"
-        err_console.print(
-            f"[red]cannot use {what}:[/red] {escape(' '.join(str(exc).split()))}", soft_wrap=True
-        )
-        raise typer.Exit(2) from None
-
-
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document, for scripts")] = False,
@@ -83,7 +63,7 @@ def status(
 ) -> None:
     """Lag, dead letters, open breakers, disabled webhooks and recent attempts, from Kafka."""
     settings = load_settings()
-    _check_reachable(settings)
+    check_reachable(settings)  # else one line naming what does not answer, exit 2
     # Imported here: it loads the delivery and streams modules, which other commands need not.
     from cpevents.status import gather
 

@@ -10,6 +10,7 @@ from typing import Any
 from producers.gateway.validation import MAX_BATCH, MAX_LIST_LIMIT, MAX_URL_LENGTH
 from schemas.delivery_records import DeliveryStatus
 from schemas.event_types import SYSTEM_EVENT_TYPES, EventType
+from schemas.filters import MAX_BYTES, MAX_DEPTH, MAX_NODES
 
 _TYPES = [str(t) for t in EventType if t not in SYSTEM_EVENT_TYPES]  # what callers may send
 
@@ -53,6 +54,15 @@ _TENANT_QUERY = {
     "required": False,
     "description": "Admin only: limit to one tenant (a tenant token always sees its own)",
     "schema": {"type": "string"},
+}
+
+_FILTER = {
+    "type": "object",
+    "description": "Payload filter (issue 18): a JSON object mirroring the event's JSON form; a "
+    "bare value means equality; operators $eq $neq $in $nin $gt $gte $lt $lte $exist $or $and "
+    f"$not. At most {MAX_DEPTH} levels, {MAX_NODES} nodes and {MAX_BYTES} bytes; an invalid "
+    "filter is a 422 naming its path (e.g. filter.payload.replicas.$gte)",
+    "example": {"instance_id": {"$exist": True}, "payload": {"region": "eu"}},
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -100,6 +110,7 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "Types, '<prefix>.*' or '*'; empty means every event",
             },
             "active": {"type": "boolean"},
+            "filter": _FILTER,
         },
     },
     "WebhookUpdate": {
@@ -109,6 +120,7 @@ _SCHEMAS: dict[str, Any] = {
             "url": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
             "events": {"type": "array", "items": {"type": "string"}},
             "active": {"type": "boolean"},
+            "filter": {**_FILTER, "type": ["object", "null"], "description": "null removes it"},
         },
     },
     "Webhook": {
@@ -122,6 +134,7 @@ _SCHEMAS: dict[str, Any] = {
             "url": {"type": "string"},
             "events": {"type": "array", "items": {"type": "string"}},
             "active": {"type": "boolean"},
+            "filter": {"type": "object", "description": "The payload filter; absent if none"},
         },
     },
     "WebhookWithSecret": {

@@ -15,6 +15,7 @@ from schemas.delivery_records import DeliveryStatus
 from schemas.errors import ContractError
 from schemas.event import Event
 from schemas.event_types import SYSTEM_EVENT_TYPES, EventType
+from schemas.filters import FilterError, filter_text
 from schemas.timestamps import format_rfc3339, utc_now
 
 MAX_BATCH = 1000
@@ -99,12 +100,13 @@ class WebhookCreate:
     url: str
     events: tuple[str, ...]
     active: bool
+    filter_json: str | None = None  # the payload filter's compact JSON text
 
 
 def parse_webhook_create(data: Any) -> WebhookCreate:
     """The body of ``POST /v1/webhooks``."""
     body = _object(data, "body")
-    _no_unknown(body, {"tenant_id", "url", "events", "active"})
+    _no_unknown(body, {"tenant_id", "url", "events", "active", "filter"})
     if "url" not in body:
         raise unprocessable("url", "is required")
     tenant = body.get("tenant_id")
@@ -115,13 +117,14 @@ def parse_webhook_create(data: Any) -> WebhookCreate:
         url=_url(body["url"]),
         events=_patterns(body.get("events", [])),
         active=_bool(body.get("active", True), "active"),
+        filter_json=_filter(body.get("filter")),
     )
 
 
 def parse_webhook_update(data: Any) -> dict[str, Any]:
     """The body of ``PATCH /v1/webhooks/{id}``: the fields to change."""
     body = _object(data, "body")
-    _no_unknown(body, {"url", "events", "active"})
+    _no_unknown(body, {"url", "events", "active", "filter"})
     changes: dict[str, Any] = {}
     if "url" in body:
         changes["url"] = _url(body["url"])
@@ -129,7 +132,19 @@ def parse_webhook_update(data: Any) -> dict[str, Any]:
         changes["events"] = _patterns(body["events"])
     if "active" in body:
         changes["active"] = _bool(body["active"], "active")
+    if "filter" in body:
+        changes["filter_json"] = _filter(body["filter"])  # null removes the filter
     return changes
+
+
+def _filter(value: Any) -> str | None:
+    """A payload filter (schemas/filters.py) as stored, None for none; 422 naming its path."""
+    if value is None:
+        return None
+    try:
+        return filter_text(value)
+    except FilterError as exc:
+        raise unprocessable(exc.field, exc.reason) from None
 
 
 def _no_unknown(body: Mapping[str, Any], known: set[str]) -> None:

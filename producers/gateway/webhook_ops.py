@@ -34,20 +34,20 @@ def create_webhook(
         created_at=now,
         updated_at=now,
         version=1,
+        filter_json=request.filter_json,
     )
     return webhook, secret
 
 
 def update_webhook(webhook: Webhook, changes: dict[str, Any], now: datetime) -> Webhook:
-    """``webhook`` with ``changes`` (url, events, active) applied."""
-    return Webhook(
-        id=webhook.id,
-        tenant_id=webhook.tenant_id,
-        url=changes.get("url", webhook.url),
-        events=changes.get("events", webhook.events),
-        active=changes.get("active", webhook.active),
-        secrets=webhook.secrets,
-        created_at=webhook.created_at,
+    """``webhook`` with ``changes`` (url, events, active, filter_json) applied.
+
+    ``replace`` carries every other field, so fields added later survive an update.
+    """
+    allowed = {"url", "events", "active", "filter_json"}
+    return replace(
+        webhook,
+        **{k: v for k, v in changes.items() if k in allowed},
         updated_at=now,
         version=webhook.version + 1,
     )
@@ -84,14 +84,10 @@ def rotate_secret(
         kept = []
     # Oldest first (rotation appends): keep the newest ones, leaving room for the new secret.
     kept = kept[max(0, len(kept) - (max_active - 1)) :]
-    rotated = Webhook(
-        id=webhook.id,
-        tenant_id=webhook.tenant_id,
-        url=webhook.url,
-        events=webhook.events,
-        active=webhook.active,
+    # replace: every other field (filter, and those added later) is carried over.
+    rotated = replace(
+        webhook,
         secrets=(*kept, EncryptedSecret(box.encrypt(secret), now)),
-        created_at=webhook.created_at,
         updated_at=now,
         version=webhook.version + 1,
     )

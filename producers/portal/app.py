@@ -10,6 +10,7 @@ token (a form field or the ``X-CSRF-Token`` header), else 403.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import secrets
@@ -106,10 +107,12 @@ class Portal:
         """Start the portal's views and producer after the gateway's; stop them before."""
         self._producer = AsyncProducer(producer_config(self.settings))
         self._feed = PortalFeed(self.settings, self.gateway.serde)
-        await self._feed.start()
-        yield
-        self._feed.stop()
-        await self._producer.close()
+        try:
+            await self._feed.start()
+            yield
+        finally:
+            await asyncio.to_thread(self._feed.stop)
+            await self._producer.close()
 
     @property
     def feed(self) -> PortalFeed:

@@ -1,7 +1,9 @@
-"""Which records a replay keeps: tenant, event type (with wildcards) and instance."""
+"""Which records a replay keeps: tenant, event type (with wildcards), instance, and a webhook's
+payload filter (schemas/filters.py) when the replay targets a webhook."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -10,6 +12,7 @@ from schemas.delivery_records import DeliveryTask, WebhookDelivery
 from schemas.errors import ContractError
 from schemas.event import Event
 from schemas.event_types import SUBSYSTEM_OF, SUBSYSTEMS, EventType
+from schemas.filters import Predicate
 from schemas.transcode import EventJson
 
 
@@ -42,6 +45,8 @@ class RecordFilter:
     types: frozenset[str] = frozenset()  # expanded catalog types, see expand_type_patterns
     instances: frozenset[str] = frozenset()
     webhooks: frozenset[str] = frozenset()
+    # A compiled payload filter over the event's JSON form (the target webhook's), or None.
+    accepts: Predicate | None = None
     _tenant_keys: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,15 +77,20 @@ class RecordFilter:
     @property
     def matches_every_event(self) -> bool:
         """Whether ``matches`` is true of every event (no tenant, type or instance criterion)."""
-        return not (self.tenants or self.types or self.instances)
+        return not (self.tenants or self.types or self.instances or self.accepts)
 
     def matches(self, event: Event) -> bool:
-        """Whether an event passes the tenant, type and instance criteria."""
-        return self.matches_fields(event.type, event.tenant_id, event.instance_id)
+        """Whether an event passes the tenant, type and instance criteria and the filter."""
+        if not self.matches_fields(event.type, event.tenant_id, event.instance_id):
+            return False
+        return self.accepts is None or self.accepts(event.to_json_dict())
 
     def matches_json(self, event: EventJson) -> bool:
-        """``matches`` for an event in its JSON form (never built as ``Event``)."""
-        return self.matches_fields(event.type, event.tenant_id, event.instance_id)
+        """``matches`` for an event in its JSON form (never built as ``Event``); its text is
+        parsed once, only when a payload filter must look at it."""
+        if not self.matches_fields(event.type, event.tenant_id, event.instance_id):
+            return False
+        return self.accepts is None or self.accepts(json.loads(event.json))
 
     def matches_fields(self, event_type: str, tenant_id: str, instance_id: str | None) -> bool:
         """Whether an event with these fields passes the tenant, type and instance criteria."""

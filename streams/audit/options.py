@@ -43,6 +43,9 @@ class ReplayPlan:
     target_webhook: str | None = None
     redeliver: bool = False
     confirm: bool = False  # ask before redelivering (a redelivery without --yes)
+    # Only show (and count) what the target webhook's current types and payload filter would
+    # have received; never sends anything.
+    dry_run: bool = False
 
     def narrowed(self, selection: RecordFilter) -> ReplayPlan:
         """This plan with the request's selection replaced (by what the webhook may receive)."""
@@ -70,6 +73,7 @@ class ReplayOptions:
     webhook: str | None = None
     redeliver: bool = False
     yes: bool = False
+    dry_run: bool = False
 
     def validate(self, now_ms: int) -> ReplayPlan:
         """The replay these options ask for; ReplayOptionError naming the first invalid option.
@@ -102,6 +106,17 @@ class ReplayOptions:
             # counting them for the confirmation: an endless --follow cannot be counted.
             raise ReplayOptionError(
                 "redeliver", "needs --webhook, the events topic and no --follow"
+            )
+        if self.dry_run and (
+            self.webhook is None
+            or self.topic is not AuditTopic.EVENTS
+            or self.follow
+            or self.redeliver
+        ):
+            # A dry run counts what one webhook would have received from past events: it needs
+            # the webhook and an end, and sending (--redeliver) is what it is the dry run of.
+            raise ReplayOptionError(
+                "dry-run", "needs --webhook and the events topic, without --follow or --redeliver"
             )
         if self.topic is not AuditTopic.EVENTS and self.subsystems:
             # The attempt log and the dead letters are one topic each, for every subsystem.
@@ -136,4 +151,5 @@ class ReplayOptions:
             target_webhook=self.webhook if on_events else None,
             redeliver=self.redeliver,
             confirm=self.redeliver and not self.yes,
+            dry_run=self.dry_run,
         )

@@ -16,6 +16,7 @@ from plumbing.settings import Settings
 from schemas.delivery_records import DeliveryTask
 from schemas.errors import ContractError
 from schemas.event import Event
+from schemas.filters import compile_filter
 from schemas.serde import DecodeError, Serde
 from schemas.webhook import Webhook
 from streams.audit.filters import RecordFilter, expand_type_patterns
@@ -30,8 +31,8 @@ def redelivery_filter(
 ) -> RecordFilter:
     """``selection`` narrowed to what ``webhook`` may receive, or RedeliveryRefused.
 
-    Only the webhook's own tenant's events, and only types it subscribes to (an empty
-    subscription list means every type).
+    Only the webhook's own tenant's events, only types it subscribes to (an empty
+    subscription list means every type), and only events its payload filter accepts.
     """
     if webhook is None:
         raise RedeliveryRefused("webhook", f"{webhook_id} does not exist")
@@ -49,10 +50,12 @@ def redelivery_filter(
         types = (types & subscribed) if types else subscribed
         if not types:
             raise RedeliveryRefused("type", f"{webhook.id} subscribes to none of these types")
+    payload_filter = webhook.payload_filter
     return RecordFilter(
         tenants=frozenset({webhook.tenant_id}),
         types=types,
         instances=selection.instances,
+        accepts=None if payload_filter is None else compile_filter(payload_filter),
     )
 
 

@@ -30,7 +30,7 @@ def _dashboard() -> dict[str, Any]:
 
 def _defined() -> set[str]:
     """Every cpevents_ metric name the components define (histograms with their series)."""
-    delivery_metrics(Settings())
+    delivery_metrics()
     router_metrics()
     producer_metrics()
     HttpMetrics("registry")

@@ -133,6 +133,13 @@ class Dispatcher:
         if not secrets:
             self._settle_unsigned(job, task, "webhook has no active signing secret", now)
             return
+        if webhook.headers:  # custom headers (issue 18): decrypted once per webhook version
+            try:
+                job.extra_headers = self._directory.headers(webhook)
+            except ValueError:
+                # Named, never shown: the value is a secret.
+                self._settle_unsigned(job, task, "a custom header cannot be decrypted", now)
+                return
         job.task, job.webhook, job.secrets = task, webhook, secrets
         endpoint = endpoint_key(webhook.url)
         if not self.lanes.queue(endpoint, job):

@@ -26,6 +26,9 @@ class Keyring:
         self._plain: dict[str, str] = {}  # ciphertext -> plaintext
         # webhook id -> (the webhook, until when the answer holds (epoch s), the answer)
         self._active: dict[str, tuple[Webhook, float, tuple[str, ...]]] = {}
+        # webhook id -> (the webhook, its custom headers in plaintext): one decryption per
+        # webhook version (a new record is another object)
+        self._headers: dict[str, tuple[Webhook, tuple[tuple[str, str], ...]]] = {}
 
     def active(self, webhook: Webhook, now: float) -> tuple[str, ...]:
         """The plaintext of ``webhook``'s secrets active at ``now`` (epoch seconds);
@@ -40,6 +43,20 @@ class Keyring:
             self._active.clear()
             self._plain.clear()
         self._active[webhook.id] = (webhook, min(expiries, default=math.inf), answer)
+        return answer
+
+    def headers(self, webhook: Webhook) -> tuple[tuple[str, str], ...]:
+        """The plaintext (name, value) of ``webhook``'s custom headers; ValueError if one
+        cannot be decrypted. Webhooks without any answer at once, with nothing cached."""
+        if not webhook.headers:
+            return ()
+        known = self._headers.get(webhook.id)
+        if known is not None and known[0] is webhook:
+            return known[1]
+        answer = tuple((h.name, self._box.decrypt(h.ciphertext)) for h in webhook.headers)
+        if len(self._headers) >= _KEPT:
+            self._headers.clear()
+        self._headers[webhook.id] = (webhook, answer)
         return answer
 
     def _decrypt(self, ciphertext: str) -> str:

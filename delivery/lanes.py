@@ -47,6 +47,8 @@ class Job:
     task: DeliveryTaskJson | None = None
     webhook: Webhook | None = None
     secrets: tuple[str, ...] | None = field(default=None, repr=False)  # plaintext: never shown
+    # The webhook's custom headers in plaintext (issue 18); empty for most webhooks.
+    extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 class Lane:
@@ -204,6 +206,8 @@ class Lanes:
                     # job waited in the lane.
                     body = task.event.json
                     headers = signature_headers(task.event.id, int(now), body, secrets)
+                    if job.extra_headers:  # custom headers; reserved names never reach here
+                        headers.update(job.extra_headers)
                     result = await post(webhook.url, body, headers)
                     if result.status:  # it answers (again): its tasks queue again
                         lane.deferring = False

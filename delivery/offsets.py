@@ -61,7 +61,7 @@ class Outputs:
     the refused one as settled (``acked``). ``owner`` is whatever the caller needs to do so.
     """
 
-    __slots__ = ("_done", "_refused", "_remaining", "failed", "owner", "replaced")
+    __slots__ = ("_done", "_refused", "_remaining", "failed", "owner", "replaced", "resent")
 
     def __init__(
         self,
@@ -75,6 +75,7 @@ class Outputs:
         self.failed = False
         self.owner = owner
         self.replaced = False  # the task's outputs were replaced once (e.g. by a dead letter)
+        self.resent = False  # a refused output was produced once more, alone
 
     def __call__(self, error: Any, record: Any) -> None:
         """The delivery report of one output, in the Kafka producer's ``on_delivery`` form:

@@ -105,6 +105,23 @@ class Settler:
     def _replace_later(self, tracker: Outputs, error: KafkaError, record: Any) -> None:
         headers = record.headers() or []
         size = _size(record.key(), record.value(), headers)
+        topic = record.topic() or ""
+        if not tracker.resent and topic in self._retry_topics:
+            # The broker refuses a whole batch for one oversized record in it: this one may
+            # only have shared its batch. Produced again it meets other neighbours; refused
+            # again, it is the record itself.
+            tracker.resent = True
+            try:
+                tracker.add()
+                produce(
+                    self._producer, Record(topic, record.key(), record.value(), headers), tracker
+                )
+            except Exception as exc:
+                tracker.fail()
+                self._fail(exc)
+                return
+            tracker.acked()
+            return
         try:
             if not self._replace(tracker, error, record.topic() or "", size, headers):
                 raise KafkaException(f"{record.topic()}: {error.str()}")
@@ -127,14 +144,16 @@ class Settler:
         or the dead letter itself was refused)."""
         job: Job = tracker.owner
         task = job.task
-        if error.code() not in _TOO_LARGE or task is None or topic == self._dead_letter_topic:
+        # Only the retry record is the task's own growth (its retry headers); any other
+        # record refused as too large (the attempt log, a disable) is a misconfigured topic:
+        # parking the task would leave it both on the ladder and in the dead letters.
+        if error.code() not in _TOO_LARGE or task is None or topic not in self._retry_topics:
             return False
         if tracker.replaced:
             return True  # another of its records was refused too: one dead letter is enough
         tracker.replaced = True
-        attempts = job.state.attempts
-        if topic in self._retry_topics:
-            attempts = parse_retry_state(headers).attempts
+        # The retry record counts the attempt just made (the task's own state does not yet).
+        attempts = parse_retry_state(headers).attempts
         reason = f"output too large: {topic} refused a record of {size} bytes ({error.str()})"
         log.error(
             "dead-lettering task %s (%s[%s]@%s): %s",

@@ -183,3 +183,8 @@ class WebhookDirectory:
         """The plaintext of the webhook's secrets active at ``now`` (epoch seconds, default the
         current time); ValueError if one cannot be read."""
         return self._keyring.active(webhook, time.time() if now is None else now)
+
+    def headers(self, webhook: Webhook) -> tuple[tuple[str, str], ...]:
+        """The webhook's custom headers in plaintext (decrypted once per webhook version);
+        ValueError if one cannot be read."""
+        return self._keyring.headers(webhook)

@@ -70,7 +70,7 @@ class _Guard(asyncio.Protocol):
     """Wraps aiohttp's protocol for one connection: counts it against the cap and closes it if
     its first request head does not arrive in time. Once the head arrived, it only forwards."""
 
-    __slots__ = ("_counted", "_inner", "_site", "_tail", "_timer", "_transport")
+    __slots__ = ("_counted", "_inner", "_site", "_started", "_tail", "_timer", "_transport")
 
     def __init__(self, site: LimitedSite, inner: asyncio.Protocol | None) -> None:
         self._site = site
@@ -78,7 +78,14 @@ class _Guard(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""
-        self._counted = False
+        # Counted from the moment it is accepted (the factory runs for every accepted socket
+        # before any connection_made, so counting there would let a burst pass the cap).
+        self._counted = inner is not None
+        if self._counted:
+            site.open_connections += 1
+        # Whether the request line has begun: blank lines before it (which aiohttp skips) must
+        # not pass for the empty line that ends a head.
+        self._started = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -88,8 +95,6 @@ class _Guard(asyncio.Protocol):
             transport.write(_BUSY)
             transport.close()
             return
-        self._counted = True
-        site.open_connections += 1
         self._timer = asyncio.get_running_loop().call_later(
             site.limits.header_timeout, self._expire
         )
@@ -97,15 +102,25 @@ class _Guard(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._timer is not None:
-            # The head ends at an empty line; keep 3 bytes so one split across reads is seen.
-            window = self._tail + data
-            if b"\n\r\n" in window or b"\n\n" in window:
-                self._timer.cancel()
-                self._timer = None
-            else:
-                self._tail = window[-3:]
+            self._watch_head(data)
         if self._inner is not None:
             self._inner.data_received(data)
+
+    def _watch_head(self, data: bytes) -> None:
+        """Cancel the header timer once the first request head is complete."""
+        assert self._timer is not None
+        if not self._started:
+            data = data.lstrip(b"\r\n")
+            if not data:
+                return
+            self._started = True
+        # The head ends at an empty line; keep 3 bytes so one split across reads is seen.
+        window = self._tail + data
+        if b"\n\r\n" in window or b"\n\n" in window:
+            self._timer.cancel()
+            self._timer = None
+        else:
+            self._tail = window[-3:]
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._inner is not None else None

@@ -279,6 +279,20 @@ class Settings(BaseSettings):
         "stop working when the gateway restarts",
     )
 
+    # Endpoint features (issue 18)
+    idempotency_ttl: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Seconds an Idempotency-Key of POST /v1/events is remembered (per tenant): "
+        "a repeat within it gets the first answer and publishes nothing",
+    )
+    idempotency_claim_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a claimed Idempotency-Key waits for its first request to finish "
+        "(a duplicate waits that long for the answer; a claim whose gateway died is free after)",
+    )
+
     @property
     def topics(self) -> Topics:
         """Topic names under the configured prefix and retry ladder."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from schemas.errors import ContractError
@@ -78,3 +81,66 @@ def parse_event_type(value: str, field: str = "type") -> EventType:
 def subsystem_of(event_type: str) -> str:
     """The subsystem (instance, deploy, health, network, admin) an event type belongs to."""
     return SUBSYSTEM_OF[parse_event_type(event_type)]
+
+
+@dataclass(frozen=True)
+class EventTypeInfo:
+    """What the catalog says of one type (its ``type_details`` entry, all of it optional).
+
+    ``payload_schema`` is a JSON Schema (draft 2020-12) of the payload, or None; with
+    ``validate`` the gateway refuses payloads that break it (checked there, with jsonschema).
+    """
+
+    type: str
+    subsystem: str
+    description: str = ""
+    payload_schema: Mapping[str, Any] | None = None
+    validate: bool = False
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The type as ``GET /v1/event-types`` lists it (``topic`` is added by the gateway)."""
+        data: dict[str, Any] = {
+            "type": self.type,
+            "subsystem": self.subsystem,
+            "description": self.description,
+            "validate": self.validate,
+        }
+        if self.payload_schema is not None:
+            data["payload_schema"] = json.loads(json.dumps(self.payload_schema))
+        return data
+
+
+def type_details(catalog: Mapping[str, Any]) -> dict[str, EventTypeInfo]:
+    """Every type of ``catalog`` (the parsed ``event_types.json``) with its optional details;
+    ContractError naming ``type_details.<type>.<key>`` for a malformed entry."""
+    details = catalog.get("type_details", {})
+    if not isinstance(details, Mapping):
+        raise ContractError("type_details", "must be an object keyed by event type")
+    subsystems: Mapping[str, str] = catalog["event_types"]
+    unknown = sorted(set(details) - set(subsystems))
+    if unknown:
+        raise ContractError(f"type_details.{unknown[0]}", "is not an event type of the catalog")
+    found: dict[str, EventTypeInfo] = {}
+    for name, subsystem in subsystems.items():
+        entry = details.get(name, {})
+        where = f"type_details.{name}"
+        if not isinstance(entry, Mapping):
+            raise ContractError(where, "must be an object")
+        extra = sorted(set(entry) - {"description", "payload_schema", "validate"})
+        if extra:
+            raise ContractError(f"{where}.{extra[0]}", "is not a known key")
+        description = entry.get("description", "")
+        schema = entry.get("payload_schema")
+        validate = entry.get("validate", False)
+        if not isinstance(description, str):
+            raise ContractError(f"{where}.description", "must be a string")
+        if schema is not None and not isinstance(schema, Mapping):
+            raise ContractError(f"{where}.payload_schema", "must be a JSON Schema object")
+        if not isinstance(validate, bool) or (validate and schema is None):
+            raise ContractError(f"{where}.validate", "must be a boolean, true only with a schema")
+        found[name] = EventTypeInfo(name, subsystem, description, schema, validate)
+    return found
+
+
+# Read-only: shared by every caller of the process.
+EVENT_TYPE_INFO: Mapping[str, EventTypeInfo] = MappingProxyType(type_details(_EVENT_CATALOG))

@@ -138,7 +138,9 @@ def _check_value(value: Any, path: str, depth: int, nodes: list[int]) -> None:
 def _check_operator(op: str, operand: Any, path: str, depth: int, nodes: list[int]) -> None:
     if op not in _OPERATORS:
         raise FilterError(path, f"unknown operator {op!r}; known: {', '.join(sorted(_OPERATORS))}")
-    if op in ("$eq", "$neq"):
+    if op in ("$not", "$and", "$or"):
+        _check_logical(op, operand, path, depth, nodes)
+    elif op in ("$eq", "$neq"):
         _check_value(operand, path, depth, nodes)
     elif op in ("$in", "$nin"):
         if not isinstance(operand, list | tuple):
@@ -149,23 +151,28 @@ def _check_operator(op: str, operand: Any, path: str, depth: int, nodes: list[in
         if not (number or isinstance(operand, str)):
             raise FilterError(path, f"must be a number or a string, got {_kind(operand)}")
         _check_value(operand, path, depth, nodes)
-    elif op == "$exist":
+    else:  # $exist
         if not isinstance(operand, bool):
             raise FilterError(path, f"must be true or false, got {_kind(operand)}")
         _count(path, depth, nodes)
-    elif op == "$not":
+
+
+def _check_logical(op: str, operand: Any, path: str, depth: int, nodes: list[int]) -> None:
+    if op == "$not":
         if not isinstance(operand, Mapping):
             raise FilterError(path, f"must be a filter object, got {_kind(operand)}")
         _check_object(operand, path, depth, nodes)
-    else:  # $and, $or
-        if not isinstance(operand, list | tuple) or not operand:
-            raise FilterError(path, f"must be a non-empty array of filter objects, got {_kind(operand)}")
-        _count(path, depth, nodes)
-        for index, item in enumerate(operand):
-            where = f"{path}[{index}]"
-            if not isinstance(item, Mapping):
-                raise FilterError(where, f"must be a filter object, got {_kind(item)}")
-            _check_object(item, where, depth + 1, nodes)
+        return
+    if not isinstance(operand, list | tuple) or not operand:
+        raise FilterError(
+            path, f"must be a non-empty array of filter objects, got {_kind(operand)}"
+        )
+    _count(path, depth, nodes)
+    for index, item in enumerate(operand):
+        where = f"{path}[{index}]"
+        if not isinstance(item, Mapping):
+            raise FilterError(where, f"must be a filter object, got {_kind(item)}")
+        _check_object(item, where, depth + 1, nodes)
 
 
 # -- evaluation ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Self
 
 from schemas import ids
+from schemas.custom_headers import check_name
 from schemas.errors import ContractError
 from schemas.filters import filter_text
 from schemas.timestamps import format_rfc3339, utc_now
@@ -27,6 +28,17 @@ class EncryptedSecret:
 
     def active_at(self, moment: datetime) -> bool:
         return self.expires_at is None or self.expires_at > moment
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedHeader:
+    """One custom header sent with every attempt; its value encrypted like a secret."""
+
+    name: str
+    ciphertext: str
+
+    def __repr__(self) -> str:
+        return f"EncryptedHeader(name={self.name!r})"  # the value never reaches a log
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,8 @@ class Webhook:
     # The payload filter (schemas/filters.py) as its compact JSON text, None for no filter:
     # text keeps the frozen record hashable and is the form stored in Avro.
     filter_json: str | None = None
+    # Custom headers (issue 18), values encrypted (schemas/secrets.py SecretBox).
+    headers: tuple[EncryptedHeader, ...] = ()
 
     def __post_init__(self) -> None:
         ids.check_id(self.id, ids.WEBHOOK, "id")
@@ -63,6 +77,9 @@ class Webhook:
         object.__setattr__(self, "secrets", tuple(self.secrets))
         if self.filter_json is not None:
             object.__setattr__(self, "filter_json", _filter_json(self.filter_json))
+        object.__setattr__(self, "headers", tuple(self.headers))
+        for header in self.headers:
+            check_name(header.name, f"headers.{header.name}")
 
     def updated(self, **changes: Any) -> Self:
         """The next version: ``changes`` applied, ``updated_at`` now, ``version`` + 1."""
@@ -95,6 +112,8 @@ class Webhook:
         }
         if self.filter_json is not None:
             data["filter"] = self.payload_filter
+        if self.headers:
+            data["headers"] = [h.name for h in self.headers]  # names only: values are secrets
         return data
 
     def to_avro(self) -> dict[str, Any]:
@@ -112,6 +131,7 @@ class Webhook:
             "updated_at": self.updated_at,
             "version": self.version,
             "filter": self.filter_json,
+            "headers": [{"name": h.name, "ciphertext": h.ciphertext} for h in self.headers],
         }
 
     @classmethod
@@ -131,6 +151,9 @@ class Webhook:
             # Absent from records written before the field existed (resolution fills 0 too).
             version=record.get("version", 0),
             filter_json=record.get("filter"),
+            headers=tuple(
+                EncryptedHeader(h["name"], h["ciphertext"]) for h in record.get("headers", [])
+            ),
         )
 
 

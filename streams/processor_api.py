@@ -32,7 +32,7 @@ from typing import Any, Protocol, cast
 
 import fastavro
 import faust
-from confluent_kafka import TIMESTAMP_CREATE_TIME, Message, Producer
+from confluent_kafka import Message, Producer
 from confluent_kafka.schema_registry import Schema
 from fastavro.validation import ValidationError, validate
 from faust.exceptions import Skip
@@ -49,6 +49,7 @@ from schemas.serde import Serde
 from schemas.topics import Topics, TopicSpec
 from schemas.wire import header
 from streams.codec import EventCodec, Undecodable, decode_event
+from streams.faust_record import FaustRecord
 from streams.matching import Subscription
 from streams.writer import BatchWriter
 
@@ -168,30 +169,6 @@ class MemorySink:
 # -- decoding, filtering and dead-lettering in a processor's stream -----------------------------
 
 
-class _Coordinates:
-    """A Faust message seen through the confluent ``Message`` methods the DLT headers read."""
-
-    def __init__(self, message: Any) -> None:
-        self._message = message
-
-    def topic(self) -> str:
-        return str(self._message.topic)
-
-    def partition(self) -> int:
-        return int(self._message.partition)
-
-    def offset(self) -> int:
-        return int(self._message.offset)
-
-    def timestamp(self) -> tuple[int, int]:
-        return TIMESTAMP_CREATE_TIME, int((self._message.timestamp or 0) * 1000)
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        headers = self._message.headers or []
-        pairs = headers.items() if isinstance(headers, dict) else headers
-        return [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in pairs]
-
-
 @dataclass
 class ProcessorIO:
     """What the processors of one worker share: the serde, the codec and the sink."""
@@ -211,7 +188,7 @@ class ProcessorIO:
             message.offset,
             reason,
         )
-        coordinates = cast(Message, _Coordinates(message))
+        coordinates = cast(Message, FaustRecord(message))
         headers = dead_letter_headers(
             coordinates,
             reason,

@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
-from confluent_kafka import TIMESTAMP_CREATE_TIME, Message, Producer
+from confluent_kafka import Message, Producer
 
 from plumbing.kafka.clients import producer_config
 from plumbing.kafka.deadletter import dead_letter_headers
 from plumbing.kafka.produce import Record
 from streams.app import StreamsContext
 from streams.fanout import RegistryUnavailable, Router
+from streams.faust_record import FaustRecord
 from streams.writer import BatchWriter, Refused
 
 log = logging.getLogger(__name__)
@@ -40,30 +41,8 @@ SOURCE = "streams.router_agent"
 # What a worker does when it cannot prove a batch was written: exit without committing.
 EXIT_UNCONFIRMED = 70
 _LAST_CHANCE_FLUSH_S = 10.0
-
-
-class FaustRecord:
-    """A Faust message seen through the confluent ``Message`` methods the DLT headers read."""
-
-    def __init__(self, message: Any) -> None:
-        self._message = message
-
-    def topic(self) -> str:
-        return str(self._message.topic)
-
-    def partition(self) -> int:
-        return int(self._message.partition)
-
-    def offset(self) -> int:
-        return int(self._message.offset)
-
-    def timestamp(self) -> tuple[int, int]:
-        return TIMESTAMP_CREATE_TIME, int((self._message.timestamp or 0) * 1000)
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        headers = self._message.headers or []
-        pairs = headers.items() if isinstance(headers, dict) else headers
-        return [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in pairs]
+# Characters of a dead letter's reason at most (one reason per refused task is joined).
+_MAX_REASON = 2000
 
 
 class RouterAgent:
@@ -183,6 +162,9 @@ class RouterAgent:
         for message_index, why in sorted(reasons.items()):
             message = messages[message_index]
             reason = "; ".join(why)
+            if len(reason) > _MAX_REASON:
+                # An event with many refused tasks must not make its own dead letter too large.
+                reason = f"{reason[:_MAX_REASON]}… ({len(why)} delivery tasks refused)"
             log.warning(
                 "dead-lettering %s[%s]@%s: %s",
                 message.topic,

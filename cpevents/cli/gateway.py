@@ -92,7 +92,9 @@ def _request(
 def _print_webhook(webhook: dict[str, Any]) -> None:
     table = Table("field", "value")
     for key, value in webhook.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, list | bool) else str(value))
+        table.add_row(
+            key, json.dumps(value) if isinstance(value, list | bool | dict) else str(value)
+        )
     console.print(table)
 
 
@@ -106,6 +108,23 @@ def create(
         str | None, typer.Option(help="Tenant (required with the admin token)")
     ] = None,
     inactive: Annotated[bool, typer.Option(help="Create disabled")] = False,
+    payload_filter: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help='Payload filter as JSON, e.g. \'{"payload": {"region": "eu"}}\' '
+            "(the gateway validates it)",
+        ),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--header",
+            "-H",
+            help="Custom header 'Name: value' sent with every attempt (stored encrypted, "
+            "never shown again); repeatable",
+        ),
+    ] = None,
     gateway_url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
@@ -113,8 +132,34 @@ def create(
     body: dict[str, Any] = {"url": url, "events": event or [], "active": not inactive}
     if tenant:
         body["tenant_id"] = tenant
+    if payload_filter is not None:
+        body["filter"] = _json_option(payload_filter, "filter")
+    if header:
+        body["headers"] = _header_option(header)
     _, created = _request(gateway_url, token, "POST", "/v1/webhooks", body)
     _print_webhook(created)
+
+
+def _header_option(values: list[str]) -> dict[str, str]:
+    """``--header 'Name: value'`` values as the ``headers`` object; exit 2 on a bad one (the
+    gateway checks names and values; the value is never printed)."""
+    headers: dict[str, str] = {}
+    for value in values:
+        name, colon, text = value.partition(":")
+        if not colon or not name.strip():
+            err_console.print("[red]invalid option --header:[/red] expected 'Name: value'")
+            raise typer.Exit(2)
+        headers[name.strip()] = text.strip()
+    return headers
+
+
+def _json_option(text: str, option: str) -> Any:
+    """The JSON value of ``--option``; exit 2 naming the option when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        err_console.print(f"[red]invalid option --{option}:[/red] not JSON ({exc})")
+        raise typer.Exit(2) from None
 
 
 @webhooks_app.command("list")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from producers.gateway.validation import MAX_BATCH, MAX_LIST_LIMIT, MAX_URL_LENGTH
+from schemas.custom_headers import MAX_HEADERS, MAX_TOTAL_BYTES, MAX_VALUE_LENGTH
 from schemas.delivery_records import DeliveryStatus
 from schemas.event_types import SYSTEM_EVENT_TYPES, EventType
 from schemas.filters import MAX_BYTES, MAX_DEPTH, MAX_NODES
@@ -48,6 +49,16 @@ _ETAG = {
         "schema": {"type": "string"},
     }
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A repeat with this key (same tenant, within CPEVENTS_IDEMPOTENCY_TTL, on any "
+    "gateway) gets the first request's status and body and publishes nothing; the same key "
+    "with another body is a 422 naming Idempotency-Key; 409 while the first is still running "
+    "past CPEVENTS_IDEMPOTENCY_CLAIM_TIMEOUT",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
 _TENANT_QUERY = {
     "name": "tenant_id",
     "in": "query",
@@ -63,6 +74,18 @@ _FILTER = {
     f"$not. At most {MAX_DEPTH} levels, {MAX_NODES} nodes and {MAX_BYTES} bytes; an invalid "
     "filter is a 422 naming its path (e.g. filter.payload.replicas.$gte)",
     "example": {"instance_id": {"$exist": True}, "payload": {"region": "eu"}},
+}
+
+_HEADERS = {
+    "type": "object",
+    "description": "Custom headers sent with every attempt (issue 18), values stored encrypted "
+    f"and never shown again. At most {MAX_HEADERS}, values up to {MAX_VALUE_LENGTH} printable "
+    f"ASCII characters, {MAX_TOTAL_BYTES} bytes in all; reserved names (webhook-*, "
+    "content-type, content-length, host, user-agent, traceparent, hop-by-hop) are a 422 naming "
+    "headers.<name>",
+    "maxProperties": MAX_HEADERS,
+    "additionalProperties": {"type": "string", "minLength": 1, "maxLength": MAX_VALUE_LENGTH},
+    "example": {"X-Api-Key": "k-123"},
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -111,6 +134,7 @@ _SCHEMAS: dict[str, Any] = {
             },
             "active": {"type": "boolean"},
             "filter": _FILTER,
+            "headers": _HEADERS,
         },
     },
     "WebhookUpdate": {
@@ -121,6 +145,11 @@ _SCHEMAS: dict[str, Any] = {
             "events": {"type": "array", "items": {"type": "string"}},
             "active": {"type": "boolean"},
             "filter": {**_FILTER, "type": ["object", "null"], "description": "null removes it"},
+            "headers": {
+                **_HEADERS,
+                "type": ["object", "null"],
+                "description": "Replaces every custom header; null removes them",
+            },
         },
     },
     "Webhook": {
@@ -135,6 +164,11 @@ _SCHEMAS: dict[str, Any] = {
             "events": {"type": "array", "items": {"type": "string"}},
             "active": {"type": "boolean"},
             "filter": {"type": "object", "description": "The payload filter; absent if none"},
+            "headers": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Names of the custom headers (values are never shown)",
+            },
         },
     },
     "WebhookWithSecret": {
@@ -148,6 +182,33 @@ _SCHEMAS: dict[str, Any] = {
                 },
             },
         ]
+    },
+    "EventTypeList": {
+        "type": "object",
+        "required": ["event_types"],
+        "properties": {
+            "event_types": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["type", "subsystem", "topic", "description", "validate"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "subsystem": {"type": "string"},
+                        "topic": {"type": "string"},
+                        "description": {"type": "string"},
+                        "validate": {
+                            "type": "boolean",
+                            "description": "POST /v1/events refuses payloads breaking the schema",
+                        },
+                        "payload_schema": {
+                            "type": "object",
+                            "description": "JSON Schema (draft 2020-12) of the payload",
+                        },
+                    },
+                },
+            }
+        },
     },
     "WebhookList": {
         "type": "object",
@@ -221,7 +282,10 @@ def document() -> dict[str, Any]:
                     "operationId": "publishEvents",
                     "summary": "Publish one event or a batch; 202 once Kafka acknowledged",
                     "description": "413 naming [i].payload when an event's encoding exceeds "
-                    "CPEVENTS_MAX_EVENT_BYTES (nothing of the batch is written)",
+                    "CPEVENTS_MAX_EVENT_BYTES (nothing of the batch is written); 422 naming "
+                    "[i].payload.<path> when a type whose catalog entry says validate gets a "
+                    "payload breaking its payload_schema (see /v1/event-types)",
+                    "parameters": [_IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
                         **_json(
@@ -240,7 +304,7 @@ def document() -> dict[str, Any]:
                     },
                     "responses": {
                         "202": {"description": "Stored in Kafka", **_json(_ref("Accepted"))},
-                        **_problems(*_WRITE_PROBLEMS),
+                        **_problems(*_WRITE_PROBLEMS, 409),
                     },
                 }
             },
@@ -319,6 +383,17 @@ def document() -> dict[str, Any]:
                         **_problems(401, 404, 409, 503),
                     },
                 },
+            },
+            "/v1/event-types": {
+                "get": {
+                    "operationId": "listEventTypes",
+                    "summary": "The event-type catalog: subsystem, topic, description, payload "
+                    "schema (where declared) and whether the gateway validates payloads",
+                    "responses": {
+                        "200": {"description": "Every type", **_json(_ref("EventTypeList"))},
+                        **_problems(401),
+                    },
+                }
             },
             "/v1/deliveries": {
                 "get": {

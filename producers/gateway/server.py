@@ -24,6 +24,9 @@ from plumbing.settings import Settings
 from producers.gateway import openapi
 from producers.gateway.auth import Principal, TokenAuth
 from producers.gateway.delivery_index import DeliveryFilter
+from producers.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
+from producers.gateway.idempotency import Answer, IdempotencyStore, check_key, fingerprint
+from producers.gateway.payloads import PayloadValidator, event_type_list
 from producers.gateway.problems import PROBLEM_CONTENT_TYPE, Problem, not_found
 from producers.gateway.queries import tenant_webhooks
 from producers.gateway.redrive import DeliveryRedriver, NotDeadLettered
@@ -103,6 +106,9 @@ class Gateway:
         self._webhooks: WebhookStore | None = None
         self._deliveries: DeliveryStore | None = None
         self._redriver: DeliveryRedriver | None = None
+        self._idempotency: IdempotencyStore | None = None
+        # The event-type catalog (issue 18): opt-in payload schemas, built once here.
+        self._payloads = PayloadValidator()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -112,10 +118,13 @@ class Gateway:
         self._webhooks = WebhookStore(self.settings, self.serde, self._producer)
         self._deliveries = DeliveryStore(self.settings, self.serde)
         self._redriver = DeliveryRedriver(self.settings, self.serde, self._producer)
-        await asyncio.gather(self._webhooks.start(), self._deliveries.start())
+        self._idempotency = IdempotencyStore(self.settings, self._producer)
+        await asyncio.gather(
+            self._webhooks.start(), self._deliveries.start(), self._idempotency.start()
+        )
 
     async def stop(self) -> None:
-        for store in (self._webhooks, self._deliveries):
+        for store in (self._webhooks, self._deliveries, self._idempotency):
             if store is not None:
                 await asyncio.to_thread(store.stop)
         if self._producer is not None:
@@ -144,6 +153,7 @@ class Gateway:
         app.router.add_delete("/v1/webhooks/{id}", self.delete_webhook)
         app.router.add_post("/v1/webhooks/{id}/rotate-secret", self.rotate_webhook_secret)
         app.router.add_get("/v1/deliveries", self.list_deliveries)
+        app.router.add_get("/v1/event-types", self.list_event_types)
         app.router.add_post("/v1/deliveries/{id}/retry", self.retry_delivery)
         from producers.portal import mount  # the tenant portal (issue 17): /portal/, portal links
 
@@ -220,9 +230,26 @@ class Gateway:
         principal = self._principal(request)
         data = await self._json_body(request)
         events = parse_events(data)
+        self._payloads.check(events, isinstance(data, list))
         batch = isinstance(data, list)
         for index, event in enumerate(events):
             principal.check_write(event.tenant_id, f"[{index}].tenant_id" if batch else "tenant_id")
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            answer = await self._publish(events, batch)
+        elif self._idempotency is None:
+            raise RuntimeError("gateway not started")
+        else:
+            # Scoped by the caller: a tenant's keys never meet another tenant's (admin: "").
+            answer = await self._idempotency.run_once(
+                principal.tenant_id or "",
+                check_key(key),
+                fingerprint(data),
+                lambda: self._publish(events, batch),
+            )
+        return web.json_response(answer.body, status=answer.status)
+
+    async def _publish(self, events: list[Event], batch: bool) -> Answer:
         try:
             # Every event is encoded (and size-checked) before any is sent: a refused batch
             # writes nothing.
@@ -230,7 +257,7 @@ class Gateway:
             await self._producer_or_fail().send_batch(records)
         except PublishError as exc:
             raise Problem(503, "kafka-unavailable", str(exc)) from None
-        return web.json_response({"ids": [e.id for e in events]}, status=202)
+        return Answer(202, {"ids": [e.id for e in events]})
 
     def _records(self, events: list[Event], batch: bool) -> list[Record]:
         topics = self.settings.topics
@@ -258,6 +285,11 @@ class Gateway:
         if self._producer is None:
             raise RuntimeError("gateway not started")
         return self._producer
+
+    async def list_event_types(self, request: web.Request) -> web.Response:
+        """The event-type catalog: subsystem, topic, description and payload schema per type."""
+        self._principal(request)
+        return web.json_response({"event_types": event_type_list(self.settings.topics)})
 
     async def list_webhooks(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
@@ -309,7 +341,7 @@ class Gateway:
         self._own_webhook(request, principal)  # 404 before reading the body
         changes = parse_webhook_update(await self._json_body(request))
         async with self._writing(request, principal) as webhook:
-            updated = update_webhook(webhook, changes, utc_now())
+            updated = update_webhook(webhook, changes, utc_now(), self.box)
             await self._put(updated)
         return web.json_response(updated.to_json_dict(), headers={"ETag": etag(updated)})
 

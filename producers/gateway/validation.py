@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from producers.gateway.delivery_index import SortKey, decode_cursor
 from producers.gateway.problems import Problem, bad_request, unprocessable
 from schemas import ids
+from schemas.custom_headers import check_headers
 from schemas.delivery_records import DeliveryStatus
 from schemas.errors import ContractError
 from schemas.event import Event
@@ -101,12 +102,13 @@ class WebhookCreate:
     events: tuple[str, ...]
     active: bool
     filter_json: str | None = None  # the payload filter's compact JSON text
+    headers: tuple[tuple[str, str], ...] = ()  # custom headers, plaintext until encrypted
 
 
 def parse_webhook_create(data: Any) -> WebhookCreate:
     """The body of ``POST /v1/webhooks``."""
     body = _object(data, "body")
-    _no_unknown(body, {"tenant_id", "url", "events", "active", "filter"})
+    _no_unknown(body, {"tenant_id", "url", "events", "active", "filter", "headers"})
     if "url" not in body:
         raise unprocessable("url", "is required")
     tenant = body.get("tenant_id")
@@ -118,13 +120,14 @@ def parse_webhook_create(data: Any) -> WebhookCreate:
         events=_patterns(body.get("events", [])),
         active=_bool(body.get("active", True), "active"),
         filter_json=_filter(body.get("filter")),
+        headers=_headers(body.get("headers")),
     )
 
 
 def parse_webhook_update(data: Any) -> dict[str, Any]:
     """The body of ``PATCH /v1/webhooks/{id}``: the fields to change."""
     body = _object(data, "body")
-    _no_unknown(body, {"url", "events", "active", "filter"})
+    _no_unknown(body, {"url", "events", "active", "filter", "headers"})
     changes: dict[str, Any] = {}
     if "url" in body:
         changes["url"] = _url(body["url"])
@@ -134,7 +137,20 @@ def parse_webhook_update(data: Any) -> dict[str, Any]:
         changes["active"] = _bool(body["active"], "active")
     if "filter" in body:
         changes["filter_json"] = _filter(body["filter"])  # null removes the filter
+    if "headers" in body:
+        changes["headers"] = _headers(body["headers"])  # replaces them all; null removes them
     return changes
+
+
+def _headers(value: Any) -> tuple[tuple[str, str], ...]:
+    """Custom headers (schemas/custom_headers.py); 422 naming ``headers.<name>``, never the
+    value."""
+    if value is None:
+        return ()
+    try:
+        return check_headers(value)
+    except ContractError as exc:
+        raise unprocessable(exc.field, exc.reason) from None
 
 
 def _filter(value: Any) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 from producers.gateway.validation import WebhookCreate
 from schemas import ids
 from schemas.secrets import SecretBox, generate_secret
-from schemas.webhook import EncryptedSecret, Webhook
+from schemas.webhook import EncryptedHeader, EncryptedSecret, Webhook
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +35,33 @@ def create_webhook(
         updated_at=now,
         version=1,
         filter_json=request.filter_json,
+        headers=encrypted_headers(request.headers, box),
     )
     return webhook, secret
 
 
-def update_webhook(webhook: Webhook, changes: dict[str, Any], now: datetime) -> Webhook:
-    """``webhook`` with ``changes`` (url, events, active, filter_json) applied.
+def encrypted_headers(
+    pairs: tuple[tuple[str, str], ...], box: SecretBox
+) -> tuple[EncryptedHeader, ...]:
+    """Custom headers as stored: each value encrypted like a signing secret."""
+    return tuple(EncryptedHeader(name, box.encrypt(value)) for name, value in pairs)
 
-    ``replace`` carries every other field, so fields added later survive an update.
+
+def update_webhook(
+    webhook: Webhook, changes: dict[str, Any], now: datetime, box: SecretBox | None = None
+) -> Webhook:
+    """``webhook`` with ``changes`` (url, events, active, filter_json, headers) applied.
+
+    ``replace`` carries every other field, so fields added later survive an update. New
+    custom headers (plaintext in ``changes``) are encrypted with ``box``.
     """
     allowed = {"url", "events", "active", "filter_json"}
-    return replace(
-        webhook,
-        **{k: v for k, v in changes.items() if k in allowed},
-        updated_at=now,
-        version=webhook.version + 1,
-    )
+    applied = {k: v for k, v in changes.items() if k in allowed}
+    if "headers" in changes:
+        if box is None:
+            raise ValueError("box: needed to encrypt custom headers")
+        applied["headers"] = encrypted_headers(changes["headers"], box)
+    return replace(webhook, **applied, updated_at=now, version=webhook.version + 1)
 
 
 def rotate_secret(
@@ -114,7 +125,18 @@ def reencrypted(webhook: Webhook, box: SecretBox) -> Webhook:
                 secret.created_at,
             )
             secrets.append(secret)
-    return replace(webhook, secrets=tuple(secrets))
+    headers = []
+    for header in webhook.headers:
+        try:
+            headers.append(replace(header, ciphertext=box.rotate(header.ciphertext)))
+        except ValueError:
+            log.warning(
+                "webhook %s: custom header %s opens with no configured key; kept as is",
+                webhook.id,
+                header.name,
+            )
+            headers.append(header)
+    return replace(webhook, secrets=tuple(secrets), headers=tuple(headers))
 
 
 def with_secret(webhook: Webhook, secret: str) -> dict[str, Any]:

@@ -253,3 +253,37 @@ def test_the_registry_serves_metrics_even_with_an_auth_file(
         text, "cpevents_http_request_duration_seconds_count", service="registry", status="401"
     )
     assert refused >= 1
+
+
+async def test_a_redriven_delivery_stays_in_its_trace(
+    kafka_bootstrap: str, registry_url: str, receiver: Receiver, spans: InMemorySpanExporter
+) -> None:
+    from delivery.dlt_admin import DeadLetterFilter, read_dead_letters, redrive
+
+    settings = delivery_settings(kafka_bootstrap, registry_url)
+    feed = Feeder(settings)
+    # 4 failures (the first attempt and 3 retries): dead-lettered; then it answers 200.
+    webhook = feed.webhook(receiver.script("/later", [500] * 4, default=200))
+    trace_id = uuid.uuid4().hex
+    event = Event.new("instance.created", webhook.tenant_id)
+    task = DeliveryTask.for_event(event, webhook.id, webhook.url)
+    topic = settings.topics.deliveries
+    producer = Producer(producer_config(settings))
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01".encode()
+    value = feed.serde.tasks.encode(task, topic)
+    producer.produce(topic, key=webhook.id, value=value, headers=[("traceparent", traceparent)])
+    assert producer.flush(30) == 0
+    async with running_worker(settings):
+        await eventually(lambda: len(receiver.at("/later")) == 4, within=60, what="4 attempts")
+
+        def dead() -> bool:
+            return bool(read_dead_letters(settings, DeadLetterFilter(), timeout=10))
+
+        await eventually(dead, within=30, what="the dead letter")
+        records = await asyncio.to_thread(read_dead_letters, settings, DeadLetterFilter())
+        assert await asyncio.to_thread(redrive, settings, records) == 1
+        await eventually(lambda: len(receiver.at("/later")) == 5, within=60, what="the redrive")
+    sent = [
+        {k.lower(): v for k, v in r.headers.items()}["traceparent"] for r in receiver.at("/later")
+    ]
+    assert {value.split("-")[1] for value in sent} == {trace_id}

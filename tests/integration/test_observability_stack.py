@@ -133,6 +133,107 @@ async def scrape_all(http: aiohttp.ClientSession, urls: list[str]) -> dict[str, 
     return texts
 
 
+def check_banner(banner: str, gateway: str, token: str) -> list[str]:
+    """The ready-to-copy commands are printed whole at 80 columns; the metrics URLs."""
+    lines = banner.splitlines()
+    for line in curl_examples(gateway, token, "http://127.0.0.1:9000/hook").splitlines():
+        assert line in lines, f"{line!r} folded in:\n{banner}"
+    urls = re.findall(r"^\s+(http://\S+/metrics)$", banner, re.MULTILINE)
+    assert len(urls) == 4, banner  # registry, gateway, streams, delivery
+    return urls
+
+
+async def known_flow(
+    http: aiohttp.ClientSession, gateway: str, receiver: Receiver, traceparent: str
+) -> None:
+    """Two webhooks (one answering 200, one 500), three events in one traced request, and
+    one refused request."""
+    for path in ("/ok", "/fail"):
+        receiver.script(path, default=200 if path == "/ok" else 500)
+        async with http.post(f"{gateway}/v1/webhooks", json={
+            "tenant_id": "ten_obs", "url": receiver.url(path), "events": ["deploy.*"],
+        }) as response:  # fmt: skip
+            assert response.status == 201, await response.text()
+    events = [
+        {"type": "deploy.failed", "tenant_id": "ten_obs", "payload": {"n": n}} for n in range(3)
+    ]
+    headers = {"traceparent": traceparent}
+    async with http.post(f"{gateway}/v1/events", json=events, headers=headers) as response:
+        assert response.status == 202, await response.text()
+    async with http.post(f"{gateway}/v1/events", data=b"{") as response:
+        assert response.status >= 400  # one refused request, counted
+
+
+async def settle(
+    http: aiohttp.ClientSession, urls: list[str], before: dict[str, str], receiver: Receiver
+) -> dict[str, str]:
+    """Wait for the flow's 3 deliveries and 3 dead letters, then every lag at 0; the scrapes."""
+
+    async def settled() -> bool:
+        texts = await scrape_all(http, urls)
+        dead = total(texts, "cpevents_dead_letters_total", source="delivery")
+        was = total(before, "cpevents_dead_letters_total", source="delivery")
+        return dead - was >= 3 and len(receiver.at("/ok")) >= 3
+
+    await eventually(settled, within=90, what="3 deliveries and 3 dead letters")
+
+    async def lag_zero() -> bool:
+        texts = await scrape_all(http, urls)
+        lag = "cpevents_consumer_lag_records"
+        samples = [v for t in texts.values() for _, v in sample_values(t, lag)]
+        return bool(samples) and not any(samples)
+
+    await eventually(lag_zero, within=60, what="every group's lag back to 0")
+    return await scrape_all(http, urls)
+
+
+def check_counters(before: dict[str, str], after: dict[str, str]) -> None:
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("cpevents_gateway_events_accepted_total") == 3
+    assert delta("cpevents_gateway_events_refused_total") == 1
+    assert delta("cpevents_router_events_consumed_total") == 3
+    assert delta("cpevents_router_tasks_produced_total") == 6
+    assert delta("cpevents_router_events_unmatched_total") == 0
+    attempts = "cpevents_delivery_attempts_total"
+    assert delta(attempts, outcome="delivered", status_class="2xx") == 3
+    assert delta(attempts, outcome="retrying", status_class="5xx") == 6
+    assert delta(attempts, outcome="dead_lettered", status_class="5xx") == 3
+    assert delta("cpevents_dead_letters_total", source="delivery") == 3
+    posts = "cpevents_http_request_duration_seconds_count"
+    assert delta(posts, service="gateway", route="/v1/events", status="202") == 1
+    assert total(after, "cpevents_registry_subjects") >= 1
+    # Every metric the dashboard queries is served by the running stack.
+    served = set().union(*(served_names(text) for text in after.values()))
+    assert dashboard_metrics() - served == set()
+
+
+async def check_trace(
+    otlp: OtlpReceiver, receiver: Receiver, trace_id: str, caller_span: str
+) -> None:
+    """One trace: caller -> gateway -> router -> delivery -> the endpoint's traceparent."""
+    for request in receiver.at("/ok") + receiver.at("/fail"):
+        header = {k.lower(): v for k, v in request.headers.items()}["traceparent"]
+        assert header.split("-")[1] == trace_id
+
+    def traced() -> bool:
+        found = otlp.of_trace(trace_id)
+        return (
+            len(found["cpevents-gateway"]) == 1
+            and len(found["cpevents-router"]) == 3
+            and len(found["cpevents-delivery"]) == 12  # 3 delivered, 3 x 3 failed attempts
+        )
+
+    await eventually(traced, within=30, what="spans of every service over OTLP")
+    found = otlp.of_trace(trace_id)
+    [post] = found["cpevents-gateway"]
+    assert post.parent_id == caller_span
+    assert {s.parent_id for s in found["cpevents-router"]} == {post.span_id}
+    routes = {s.span_id for s in found["cpevents-router"]}
+    assert {s.parent_id for s in found["cpevents-delivery"]} <= routes
+
+
 async def test_stack_metrics_dashboard_and_one_trace_end_to_end(
     kafka_bootstrap: str, receiver: Receiver, otlp: OtlpReceiver, tmp_path: Path
 ) -> None:
@@ -160,98 +261,15 @@ async def test_stack_metrics_dashboard_and_one_trace_end_to_end(
     assert process.stdout is not None
     try:
         banner = await _read_until(process.stdout, "Ctrl-C stops everything", within=240)
-        # The ready-to-copy commands survive 80 columns: every line printed whole.
         gateway = f"http://127.0.0.1:{gateway_port}"
-        lines = banner.splitlines()
-        for line in curl_examples(gateway, token, "http://127.0.0.1:9000/hook").splitlines():
-            assert line in lines, f"{line!r} folded in:\n{banner}"
-        urls = re.findall(r"^\s+(http://\S+/metrics)$", banner, re.MULTILINE)
-        assert len(urls) == 4, banner  # registry, gateway, streams, delivery
-
-        trace_id = uuid.uuid4().hex
-        caller_span = uuid.uuid4().hex[:16]
-        auth = {"Authorization": f"Bearer {token}"}
-        async with aiohttp.ClientSession(headers=auth) as http:
+        urls = check_banner(banner, gateway, token)
+        trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
             before = await scrape_all(http, urls)
-            for path in ("/ok", "/fail"):
-                receiver.script(path, default=200 if path == "/ok" else 500)
-                async with http.post(f"{gateway}/v1/webhooks", json={
-                    "tenant_id": "ten_obs", "url": receiver.url(path), "events": ["deploy.*"],
-                }) as response:  # fmt: skip
-                    assert response.status == 201, await response.text()
-            events = [
-                {"type": "deploy.failed", "tenant_id": "ten_obs", "payload": {"n": n}}
-                for n in range(3)
-            ]
-            traceparent = {"traceparent": f"00-{trace_id}-{caller_span}-01"}
-            async with http.post(
-                f"{gateway}/v1/events", json=events, headers=traceparent
-            ) as response:
-                assert response.status == 202, await response.text()
-            async with http.post(f"{gateway}/v1/events", data=b"{") as response:
-                assert response.status >= 400  # one refused request, counted
-
-            async def settled() -> bool:
-                texts = await scrape_all(http, urls)
-                return (
-                    total(texts, "cpevents_dead_letters_total", source="delivery")
-                    - total(before, "cpevents_dead_letters_total", source="delivery")
-                    >= 3
-                    and len(receiver.at("/ok")) >= 3
-                )
-
-            await eventually(settled, within=90, what="3 deliveries and 3 dead letters")
-
-            async def lag_zero() -> bool:
-                texts = await scrape_all(http, urls)
-                samples = [v for t in texts.values() for _, v in sample_values(
-                    t, "cpevents_consumer_lag_records")]  # fmt: skip
-                return bool(samples) and not any(samples)
-
-            await eventually(lag_zero, within=60, what="every group's lag back to 0")
-            after = await scrape_all(http, urls)
-
-        def delta(name: str, **labels: str) -> float:
-            return total(after, name, **labels) - total(before, name, **labels)
-
-        assert delta("cpevents_gateway_events_accepted_total") == 3
-        assert delta("cpevents_gateway_events_refused_total") == 1
-        assert delta("cpevents_router_events_consumed_total") == 3
-        assert delta("cpevents_router_tasks_produced_total") == 6
-        assert delta("cpevents_router_events_unmatched_total") == 0
-        attempts = "cpevents_delivery_attempts_total"
-        assert delta(attempts, outcome="delivered", status_class="2xx") == 3
-        assert delta(attempts, outcome="retrying", status_class="5xx") == 6
-        assert delta(attempts, outcome="dead_lettered", status_class="5xx") == 3
-        assert delta("cpevents_dead_letters_total", source="delivery") == 3
-        posts = "cpevents_http_request_duration_seconds_count"
-        assert delta(posts, service="gateway", route="/v1/events", status="202") == 1
-        assert total(after, "cpevents_registry_subjects") >= 1
-
-        # Every metric the dashboard queries is served by the running stack.
-        served = set().union(*(served_names(text) for text in after.values()))
-        assert dashboard_metrics() - served == set()
-
-        # One trace: caller -> gateway -> router -> delivery -> the endpoint's traceparent.
-        for request in receiver.at("/ok") + receiver.at("/fail"):
-            header = {k.lower(): v for k, v in request.headers.items()}["traceparent"]
-            assert header.split("-")[1] == trace_id
-
-        def traced() -> bool:
-            found = otlp.of_trace(trace_id)
-            return (
-                len(found["cpevents-gateway"]) == 1
-                and len(found["cpevents-router"]) == 3
-                and len(found["cpevents-delivery"]) == 12
-            )
-
-        await eventually(traced, within=30, what="spans of every service over OTLP")
-        found = otlp.of_trace(trace_id)
-        [post] = found["cpevents-gateway"]
-        assert post.parent_id == caller_span
-        assert {s.parent_id for s in found["cpevents-router"]} == {post.span_id}
-        routes = {s.span_id for s in found["cpevents-router"]}
-        assert {s.parent_id for s in found["cpevents-delivery"]} <= routes
+            await known_flow(http, gateway, receiver, f"00-{trace_id}-{caller_span}-01")
+            after = await settle(http, urls, before, receiver)
+        check_counters(before, after)
+        await check_trace(otlp, receiver, trace_id, caller_span)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)

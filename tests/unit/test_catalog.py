@@ -76,6 +76,7 @@ def test_specs_expand_subsystems_and_tiers_with_their_policies() -> None:
         "p.webhook-deliveries",
         "p.events.dlt",
         "p.bus.dlt",
+        "p.idempotency",  # issue 18: Idempotency-Key claims and answers (JSON values)
     }
     assert specs["p.webhooks"].config["cleanup.policy"] == "compact"
     assert specs["p.webhooks"].partitions == 1

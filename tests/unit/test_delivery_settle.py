@@ -3,6 +3,7 @@ topic dead-letters the task instead of stopping the worker (a fake producer, no 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -117,3 +118,80 @@ def test_a_dead_letter_too_large_leaves_the_task_unfinished(setup: Setup) -> Non
         settle.settle(job, records)
     producer.acknowledge()
     assert done == []
+
+
+class Reported:
+    """A produced record as a delivery report shows it (confluent ``Message`` accessors)."""
+
+    def __init__(self, topic: str, kwargs: dict[str, Any]) -> None:
+        self._topic, self._kwargs = topic, kwargs
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> Any:
+        return self._kwargs.get("key")
+
+    def value(self) -> Any:
+        return self._kwargs.get("value")
+
+    def headers(self) -> Any:
+        return self._kwargs.get("headers")
+
+
+def report(producer: Producer, refuse: dict[str, int]) -> None:
+    """Run the delivery reports of what was produced so far: the first ``refuse[topic]``
+    records of a topic are refused as too large (the broker's answer for a whole batch)."""
+    pending, producer.records = producer.records, []
+    for topic, kwargs, on_delivery in pending:
+        if refuse.get(topic, 0) > 0:
+            refuse[topic] -= 1
+            on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), Reported(topic, kwargs))
+        else:
+            on_delivery(None, Reported(topic, kwargs))
+
+
+async def test_a_retry_record_refused_once_is_produced_again_alone(setup: Setup) -> None:
+    """A batch is refused whole for one oversized record in it: a record that only shared the
+    batch goes through once produced again, and the task is not dead-lettered."""
+    producer = Producer()
+    settle, done, failures = settler(setup, producer)
+    job, records = failed_attempt(setup)
+    settle.settle(job, records)
+    report(producer, {FIRST_TIER: 1})
+    await asyncio.sleep(0)  # the replacement is decided on the loop, not in the callback
+    assert [topic for topic, _, _ in producer.records] == [FIRST_TIER]
+    report(producer, {})
+    assert done == [7] and failures == []
+
+
+async def test_a_retry_record_refused_twice_dead_letters_the_task(setup: Setup) -> None:
+    producer = Producer()
+    settle, done, failures = settler(setup, producer)
+    job, records = failed_attempt(setup)
+    settle.settle(job, records)
+    report(producer, {FIRST_TIER: 1})
+    await asyncio.sleep(0)
+    report(producer, {FIRST_TIER: 1})
+    await asyncio.sleep(0)
+    assert [topic for topic, _, _ in producer.records] == [
+        TOPICS.deliveries_dlt,
+        TOPICS.webhook_deliveries,
+    ]
+    letter = parse_dead_letter(producer.records[0][1]["headers"])
+    assert letter.extra["attempts"] == "1"  # the attempt just made counts
+    report(producer, {})
+    assert done == [7] and failures == []
+
+
+async def test_an_attempt_record_too_large_stops_the_worker(setup: Setup) -> None:
+    """Only the retry record grows with the task; a refused attempt record is a misconfigured
+    topic, and dead-lettering would leave the task both on the ladder and in the DLT."""
+    producer = Producer()
+    settle, done, failures = settler(setup, producer)
+    job, records = failed_attempt(setup)
+    settle.settle(job, records)
+    report(producer, {TOPICS.webhook_deliveries: 1})
+    await asyncio.sleep(0)
+    assert producer.records == []  # no dead letter
+    assert done == [] and len(failures) == 1

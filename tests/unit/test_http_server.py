@@ -93,3 +93,37 @@ async def test_connections_past_the_cap_are_refused_with_503_until_one_closes(
     assert await get(site) == 200
     for _, other in idle:
         other.close()
+
+
+async def test_blank_lines_before_the_request_line_do_not_disarm_the_timeout(
+    site: LimitedSite,
+) -> None:
+    # aiohttp skips blank lines before a request line; they must not pass for the empty line
+    # that ends a head, or a client could then drip its head in forever.
+    reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+    started = time.monotonic()
+    writer.write(b"\r\n\r\n")
+    for part in (b"GET / HTTP/1.1\r\n", b"Host: x\r\n", b"X-A: 1\r\n", b"X-B: 1\r\n"):
+        await asyncio.sleep(0.2)
+        if writer.is_closing():
+            break
+        writer.write(part)
+    answer = await read_all(reader)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408") or answer == b""
+    assert time.monotonic() - started < 3
+
+
+async def test_a_burst_of_connections_is_counted_as_it_is_accepted(site: LimitedSite) -> None:
+    # Accepted together, the connections' protocols are all made before any of them starts:
+    # the cap must count them from the accept, not from connection_made.
+    burst = await asyncio.gather(
+        *(asyncio.open_connection("127.0.0.1", site.port) for _ in range(8))
+    )
+    await asyncio.sleep(0.1)
+    assert site.open_connections <= 3
+    assert site.refused_connections == 5
+    for _, writer in burst:
+        writer.close()
+    await asyncio.sleep(0.1)
+    assert site.open_connections == 0

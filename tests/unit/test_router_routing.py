@@ -16,8 +16,8 @@ from schemas.samples import sample_events
 from schemas.serde import Serde
 from schemas.topics import Topics
 from streams.fanout import RegistryUnavailable, Router
+from streams.faust_record import FaustRecord
 from streams.matching import WebhookIndex
-from streams.router_agent import FaustRecord
 from tests.fixtures_streams import make_webhook, poison_values
 
 TOPICS = Topics(prefix="unit.")

@@ -31,6 +31,7 @@ class DeliveryConfig:
     disable_after: float = 5 * 24 * 3600.0  # 0: never disable a failing webhook
     session_timeout: float = 45.0
     retry_tiers: tuple[str, ...] = ("5s", "5m", "30m", "2h", "5h", "10h")
+    rate_limit_hold: float = 2.0  # a rate-limited task waiting longer is parked, not held
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
@@ -53,4 +54,5 @@ class DeliveryConfig:
             disable_after=settings.delivery_disable_after,
             session_timeout=settings.delivery_session_timeout,
             retry_tiers=tuple(settings.retry_tiers),
+            rate_limit_hold=settings.delivery_rate_limit_hold,
         )

@@ -111,12 +111,14 @@ class Dispatcher:
         assert job.task is not None  # decoded before it could be dropped
         self._settle(job, self._planner.dropped(job.task, job.state, webhook, self._clock()))
 
-    def defer_until(self, job: Job, until: float) -> None:
+    def defer_until(self, job: Job, until: float, reason: str | None = None) -> None:
         """Park, unposted and uncounted, a job whose endpoint's breaker is open, until about
-        ``until`` (epoch s: the breaker's next trial)."""
+        ``until`` (epoch s: the breaker's next trial), or whose webhook's rate limit gives it
+        a turn only then (``reason`` says so)."""
         assert job.task is not None  # queued jobs are decoded
         now = self._clock()
-        reason = f"deferred: circuit open, next trial in {max(until - now, 0.0):.1f}s"
+        if reason is None:
+            reason = f"deferred: circuit open, next trial in {max(until - now, 0.0):.1f}s"
         log.debug("task %s %s", job.task.id, reason)
         plan = self._planner.deferral(
             job.message, job.task, job.tier, job.state, reason, now, until

@@ -25,6 +25,7 @@ from delivery.config import DeliveryConfig
 from delivery.health import BreakerState, CircuitBreakers
 from delivery.offsets import PartitionProgress
 from delivery.outcome import Verdict
+from delivery.ratelimit import TokenBucket
 from delivery.retry_headers import RetryState
 from delivery.signing import signature_headers
 from delivery.transport import AsyncTransport, AttemptResult
@@ -49,6 +50,8 @@ class Job:
     secrets: tuple[str, ...] | None = field(default=None, repr=False)  # plaintext: never shown
     # The webhook's custom headers in plaintext (issue 18); empty for most webhooks.
     extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # When its webhook's rate limit lets it go (epoch s, the lanes' clock); 0: unlimited.
+    not_before: float = 0.0
 
 
 class Lane:
@@ -69,6 +72,12 @@ class Lane:
         """Its oldest job waited over ``wait`` seconds, and the endpoint answered nothing for
         as long: it hangs (a merely slow endpoint, or a busy worker, still gets answers)."""
         return bool(self.jobs) and min(now - self.jobs[0].queued_at, now - self.answered_at) > wait
+
+
+class Defer(Protocol):
+    """Parks a job unposted and uncounted until about ``until`` (epoch s)."""
+
+    def __call__(self, job: Job, until: float, reason: str | None = None) -> None: ...
 
 
 class WebhookLookup(Protocol):
@@ -96,7 +105,7 @@ class Lanes:
         clock: Callable[[], float],
         spawn: Callable[[Coroutine[Any, Any, None]], object],
         drop: Callable[[Job, Webhook | None], None],
-        defer: Callable[[Job, float], None],
+        defer: Defer,
         fail: Callable[[BaseException], None],
     ) -> None:
         self.breakers = CircuitBreakers(
@@ -117,6 +126,10 @@ class Lanes:
         self._defer = defer
         self._fail = fail
         self._last_shed = 0.0
+        # Rate-limited webhooks' buckets (delivery/ratelimit.py), by webhook id; shared by
+        # every runner of the webhook's lane. Webhooks without a limit never get one.
+        self._buckets: dict[str, TokenBucket] = {}
+        self._hold = config.rate_limit_hold
 
     def __len__(self) -> int:
         return len(self._lanes)
@@ -138,10 +151,37 @@ class Lanes:
         if lane.deferring or lane.stuck(queued_at, self._queue_wait):
             return False
         job.queued_at = queued_at
+        webhook = job.webhook
+        if webhook is not None and webhook.rate_limit is not None and not self._paced(job, webhook):
+            return True  # parked until about its turn: handled
         lane.jobs.append(job)
         if lane.runners < self._per_endpoint:
             lane.runners += 1
             self._spawn(self._run(endpoint, lane))
+        return True
+
+    def _paced(self, job: Job, webhook: Webhook) -> bool:
+        """Reserve ``job``'s turn in its webhook's bucket (``job.not_before``); False when the
+        turn is too far off to hold the job in the lane: it was parked instead.
+
+        A held job costs its place in the in-flight budget; a parked one costs nothing until it
+        comes back (about ``hold / 2`` before its turn, one rate slot after the previous one
+        parked), and neither is counted as an attempt.
+        """
+        limit = webhook.rate_limit
+        assert limit is not None
+        now = self._clock()
+        bucket = self._buckets.get(webhook.id)
+        if bucket is None or (bucket.rate, bucket.burst) != (limit.per_second, limit.burst):
+            bucket = self._buckets[webhook.id] = TokenBucket.full(
+                limit.per_second, limit.burst, now
+            )
+        delay = bucket.delay(now)
+        if delay > self._hold:
+            until = bucket.defer_slot(now, now + delay - self._hold / 2)
+            self._defer(job, until, f"deferred: rate limit, next turn in {until - now:.1f}s")
+            return False
+        job.not_before = bucket.reserve(now)
         return True
 
     def start_deferring(self, endpoint: str, lane: Lane) -> None:
@@ -193,6 +233,10 @@ class Lanes:
                 task, webhook, secrets = job.task, job.webhook, job.secrets
                 try:
                     assert task is not None and webhook is not None and secrets is not None
+                    if job.not_before:  # rate-limited: wait for its reserved turn, uncounted
+                        wait = job.not_before - self._clock()
+                        if wait > 0:
+                            await asyncio.sleep(wait)
                     current = self._webhooks.get(webhook.id)
                     if current is None or not current.active:
                         self._drop(job, current)  # e.g. another task's 410 disabled it

@@ -278,6 +278,12 @@ class Settings(BaseSettings):
         "string, shared by every gateway replica); unset: a random key per process, so links "
         "stop working when the gateway restarts",
     )
+    portal_base_url: str | None = Field(
+        default=None,
+        description="Public base URL of the gateway (e.g. https://events.example.com) that "
+        "portal links start with, and whose https makes the session cookie Secure; unset: "
+        "the address the request came to (development)",
+    )
 
     # Endpoint features (issue 18)
     idempotency_ttl: float = Field(
@@ -291,6 +297,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a claimed Idempotency-Key waits for its first request to finish "
         "(a duplicate waits that long for the answer; a claim whose gateway died is free after)",
+    )
+    delivery_rate_limit_hold: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds of a rate-limited webhook's wait its tasks spend held in their "
+        "lane; a task that would wait longer is parked on a retry tier (uncounted) until its turn",
     )
 
     @property

@@ -42,6 +42,29 @@ class EncryptedHeader:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``per_second`` sends on average to the webhook, ``burst`` at once (issue 18)."""
+
+    per_second: float
+    burst: int
+
+    MAX = 10_000  # either number; a limit above it is no limit worth pacing for
+
+    def __post_init__(self) -> None:
+        rate = self.per_second
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= self.MAX:
+            raise ContractError("rate_limit.per_second", f"must be a number > 0 and <= {self.MAX}")
+        if isinstance(self.burst, bool) or not isinstance(self.burst, int):
+            raise ContractError("rate_limit.burst", "must be an integer")
+        if not 1 <= self.burst <= self.MAX:
+            raise ContractError("rate_limit.burst", f"must be from 1 to {self.MAX}")
+        object.__setattr__(self, "per_second", float(rate))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"per_second": self.per_second, "burst": self.burst}
+
+
+@dataclass(frozen=True, slots=True)
 class Webhook:
     """A tenant's endpoint and the event types (exact or wildcard) it receives.
 
@@ -64,6 +87,7 @@ class Webhook:
     filter_json: str | None = None
     # Custom headers (issue 18), values encrypted (schemas/secrets.py SecretBox).
     headers: tuple[EncryptedHeader, ...] = ()
+    rate_limit: RateLimit | None = None  # None: unlimited
 
     def __post_init__(self) -> None:
         ids.check_id(self.id, ids.WEBHOOK, "id")
@@ -114,6 +138,8 @@ class Webhook:
             data["filter"] = self.payload_filter
         if self.headers:
             data["headers"] = [h.name for h in self.headers]  # names only: values are secrets
+        if self.rate_limit is not None:
+            data["rate_limit"] = self.rate_limit.to_json_dict()
         return data
 
     def to_avro(self) -> dict[str, Any]:
@@ -132,6 +158,7 @@ class Webhook:
             "version": self.version,
             "filter": self.filter_json,
             "headers": [{"name": h.name, "ciphertext": h.ciphertext} for h in self.headers],
+            "rate_limit": None if self.rate_limit is None else self.rate_limit.to_json_dict(),
         }
 
     @classmethod
@@ -154,7 +181,12 @@ class Webhook:
             headers=tuple(
                 EncryptedHeader(h["name"], h["ciphertext"]) for h in record.get("headers", [])
             ),
+            rate_limit=_rate_limit(record.get("rate_limit")),
         )
+
+
+def _rate_limit(record: Mapping[str, Any] | None) -> RateLimit | None:
+    return None if record is None else RateLimit(record["per_second"], record["burst"])
 
 
 def _filter_json(text: Any) -> str:

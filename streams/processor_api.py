@@ -34,6 +34,7 @@ import fastavro
 import faust
 from confluent_kafka import Message, Producer
 from confluent_kafka.schema_registry import Schema
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.validation import ValidationError, validate
 from faust.exceptions import Skip
 from faust.types import EventT
@@ -417,11 +418,18 @@ class Output:
                 return self.encode(value)
             except (ValueError, TypeError):
                 raise  # the value is wrong: the processor's bug, not an outage
+            except SchemaRegistryError as exc:
+                status = exc.http_status_code
+                if status is not None and 400 <= status < 500:
+                    # Refused (incompatible schema, no permission): waiting will not help.
+                    raise
+                failure: Exception = exc
             except Exception as exc:
-                # Registering the schema failed: an unreachable registry is waited out.
-                log.warning("%s: schema registry unavailable (%s); retrying", self.topic, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                failure = exc
+            # Registering the schema failed: an unreachable registry is waited out.
+            log.warning("%s: schema registry unavailable (%s); retrying", self.topic, failure)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _key_bytes(key: Key) -> bytes | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from schemas.event import Event
 from schemas.event_types import SYSTEM_EVENT_TYPES, EventType
 from schemas.filters import FilterError, filter_text
 from schemas.timestamps import format_rfc3339, utc_now
+from schemas.webhook import RateLimit
 
 MAX_BATCH = 1000
 MAX_URL_LENGTH = 2048
@@ -103,12 +105,13 @@ class WebhookCreate:
     active: bool
     filter_json: str | None = None  # the payload filter's compact JSON text
     headers: tuple[tuple[str, str], ...] = ()  # custom headers, plaintext until encrypted
+    rate_limit: RateLimit | None = None
 
 
 def parse_webhook_create(data: Any) -> WebhookCreate:
     """The body of ``POST /v1/webhooks``."""
     body = _object(data, "body")
-    _no_unknown(body, {"tenant_id", "url", "events", "active", "filter", "headers"})
+    _no_unknown(body, {"tenant_id", "url", "events", "active", "filter", "headers", "rate_limit"})
     if "url" not in body:
         raise unprocessable("url", "is required")
     tenant = body.get("tenant_id")
@@ -121,13 +124,14 @@ def parse_webhook_create(data: Any) -> WebhookCreate:
         active=_bool(body.get("active", True), "active"),
         filter_json=_filter(body.get("filter")),
         headers=_headers(body.get("headers")),
+        rate_limit=_rate_limit(body.get("rate_limit")),
     )
 
 
 def parse_webhook_update(data: Any) -> dict[str, Any]:
     """The body of ``PATCH /v1/webhooks/{id}``: the fields to change."""
     body = _object(data, "body")
-    _no_unknown(body, {"url", "events", "active", "filter", "headers"})
+    _no_unknown(body, {"url", "events", "active", "filter", "headers", "rate_limit"})
     changes: dict[str, Any] = {}
     if "url" in body:
         changes["url"] = _url(body["url"])
@@ -139,7 +143,30 @@ def parse_webhook_update(data: Any) -> dict[str, Any]:
         changes["filter_json"] = _filter(body["filter"])  # null removes the filter
     if "headers" in body:
         changes["headers"] = _headers(body["headers"])  # replaces them all; null removes them
+    if "rate_limit" in body:
+        changes["rate_limit"] = _rate_limit(body["rate_limit"])  # null: unlimited
     return changes
+
+
+def _rate_limit(value: Any) -> RateLimit | None:
+    """``{"per_second": r, "burst": b}`` (burst default: r rounded up); 422 naming the key."""
+    if value is None:
+        return None
+    body = _object(value, "rate_limit")
+    unknown = sorted(set(body) - {"per_second", "burst"})
+    if unknown:
+        raise unprocessable(f"rate_limit.{unknown[0]}", "is not a known field")
+    if "per_second" not in body:
+        raise unprocessable("rate_limit.per_second", "is required")
+    rate = body["per_second"]
+    burst = body.get("burst")
+    if burst is None and isinstance(rate, int | float) and not isinstance(rate, bool):
+        burst = max(1, math.ceil(rate)) if rate > 0 else 1
+    try:
+        # Without a usable rate there is no default burst: per_second is refused first.
+        return RateLimit(rate, 1 if burst is None else burst)
+    except ContractError as exc:
+        raise unprocessable(exc.field, exc.reason) from None
 
 
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:

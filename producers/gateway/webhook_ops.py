@@ -36,6 +36,7 @@ def create_webhook(
         version=1,
         filter_json=request.filter_json,
         headers=encrypted_headers(request.headers, box),
+        rate_limit=request.rate_limit,
     )
     return webhook, secret
 
@@ -50,12 +51,13 @@ def encrypted_headers(
 def update_webhook(
     webhook: Webhook, changes: dict[str, Any], now: datetime, box: SecretBox | None = None
 ) -> Webhook:
-    """``webhook`` with ``changes`` (url, events, active, filter_json, headers) applied.
+    """``webhook`` with ``changes`` (url, events, active, filter_json, headers, rate_limit)
+    applied.
 
     ``replace`` carries every other field, so fields added later survive an update. New
     custom headers (plaintext in ``changes``) are encrypted with ``box``.
     """
-    allowed = {"url", "events", "active", "filter_json"}
+    allowed = {"url", "events", "active", "filter_json", "rate_limit"}
     applied = {k: v for k, v in changes.items() if k in allowed}
     if "headers" in changes:
         if box is None:

@@ -57,6 +57,21 @@ PageHandler = Callable[[web.Request, "Viewer"], Awaitable[web.StreamResponse]]
 WebHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def link_base(settings: Settings, scheme: str, host: str) -> str:
+    """Where portal links point: ``CPEVENTS_PORTAL_BASE_URL``; else, in development, the
+    address the request came to (a Host header a proxy passed on unchecked could name another
+    site, hence the setting in production)."""
+    if settings.portal_base_url:
+        return settings.portal_base_url.rstrip("/")
+    return f"{scheme}://{host}"
+
+
+def cookie_secure(settings: Settings, request_secure: bool) -> bool:
+    """Cookies are Secure when the request came over TLS or the public URL is https (TLS
+    ended at a proxy in front of the gateway)."""
+    return request_secure or (settings.portal_base_url or "").startswith("https://")
+
+
 def portal_key(settings: Settings) -> bytes:
     """The HMAC key of links and sessions: ``CPEVENTS_PORTAL_KEY``, else one for this process
     only (logged as a WARNING: links and sessions then die with the process, and several
@@ -182,7 +197,7 @@ class Portal:
             path=PREFIX,
             httponly=True,
             samesite="Strict",
-            secure=request.secure,
+            secure=cookie_secure(self.settings, request.secure),
         )
         response.del_cookie(TENANT_COOKIE, path=PREFIX)
         return response
@@ -197,7 +212,7 @@ class Portal:
         if viewer.is_operator and tenant:
             response.set_cookie(
                 TENANT_COOKIE, tenant, path=PREFIX, httponly=True, samesite="Strict",
-                secure=request.secure,
+                secure=cookie_secure(self.settings, request.secure),
             )  # fmt: skip
         else:
             response.del_cookie(TENANT_COOKIE, path=PREFIX)
@@ -246,7 +261,7 @@ class Portal:
             )
         expires_at = int(time.time()) + expires_in
         token = tokens.sign(self.key, tokens.LINK, tenant, expires_at)
-        url = f"{request.scheme}://{request.host}{PREFIX}/?token={token}"
+        url = f"{link_base(self.settings, request.scheme, request.host)}{PREFIX}/?token={token}"
         stamp = datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z")
         return web.json_response(
             {"url": url, "tenant_id": tenant, "expires_at": stamp},

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from plumbing.settings import Settings
-from producers.portal.app import portal_key
+from producers.portal.app import cookie_secure, link_base, portal_key
 from producers.portal.pages import notice_text
 
 
@@ -37,3 +37,14 @@ def test_notices_are_fixed_texts_never_taken_from_the_url() -> None:
     )
     assert notice_text({"notice": "replayed", "count": "<b>"}) == "0 events queued for redelivery."
     assert notice_text({}) is None
+
+
+def test_links_use_the_configured_public_url_and_its_https_makes_cookies_secure() -> None:
+    configured = Settings(portal_base_url="https://events.example.com/")
+    # A Host header a proxy passed on must not decide where a link (and its token) goes.
+    assert link_base(configured, "http", "evil.example") == "https://events.example.com"
+    assert cookie_secure(configured, request_secure=False)
+    development = Settings()
+    assert link_base(development, "http", "127.0.0.1:8080") == "http://127.0.0.1:8080"
+    assert not cookie_secure(development, request_secure=False)
+    assert cookie_secure(development, request_secure=True)

@@ -13,6 +13,7 @@ from typing import Any, cast
 import faust
 import pytest
 from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from faust.serializers import codecs
 from faust.types import Message
@@ -27,6 +28,7 @@ from streams.codec import CODEC_NAME, EventCodec, Undecodable, decode_event
 from streams.processor_api import (
     DLT_SOURCE_PREFIX,
     EventFilter,
+    Output,
     ProcessorStream,
     _Admit,
     memory_channel,
@@ -259,3 +261,23 @@ def _message(value: bytes) -> Message:
         value=value,
         checksum=b"",
     )
+
+
+class _FlakyRegistryOutput(Output):
+    """An output whose schema registration fails with ``errors`` (HTTP statuses) first."""
+
+    def __init__(self, errors: list[int]) -> None:
+        self.topic = "t.alerts"
+        self._errors = errors
+
+    def encode(self, value: Any) -> bytes:
+        if self._errors:
+            status = self._errors.pop(0)
+            raise SchemaRegistryError(status, status * 100, "registry says no")
+        return b"\x00encoded"
+
+
+async def test_a_registry_outage_is_waited_out_but_a_refused_schema_is_raised() -> None:
+    assert await _FlakyRegistryOutput([503])._encoded({}) == b"\x00encoded"
+    with pytest.raises(SchemaRegistryError):  # incompatible: waiting would stall forever
+        await _FlakyRegistryOutput([409])._encoded({})

@@ -174,6 +174,7 @@ class Dispatcher:
         for endpoint, lane in self.lanes.stuck_lanes(mono):
             while not self._failed() and lane.stuck(mono, wait):
                 job = lane.jobs.popleft()
+                self.lanes.unhold(job)  # out of the lane: no longer waits for a rate-limit turn
                 assert job.task is not None  # set when the job was queued
                 message = job.message
                 key = (message.topic() or "", message.partition() or 0)

@@ -50,8 +50,8 @@ class Job:
     secrets: tuple[str, ...] | None = field(default=None, repr=False)  # plaintext: never shown
     # The webhook's custom headers in plaintext (issue 18); empty for most webhooks.
     extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    # When its webhook's rate limit lets it go (epoch s, the lanes' clock); 0: unlimited.
-    not_before: float = 0.0
+    # Its webhook's rate-limit bucket while it waits in the lane for its turn; None: unlimited.
+    bucket: TokenBucket | None = field(default=None, repr=False)
 
 
 class Lane:
@@ -161,8 +161,8 @@ class Lanes:
         return True
 
     def _paced(self, job: Job, webhook: Webhook) -> bool:
-        """Reserve ``job``'s turn in its webhook's bucket (``job.not_before``); False when the
-        turn is too far off to hold the job in the lane: it was parked instead.
+        """Hold ``job`` in the lane for a turn of its webhook's bucket (reserved by its runner
+        right before sending); False when the turn is too far off: it was parked instead.
 
         A held job costs its place in the in-flight budget; a parked one costs nothing until it
         comes back (about ``hold / 2`` before its turn, one rate slot after the previous one
@@ -176,13 +176,21 @@ class Lanes:
             bucket = self._buckets[webhook.id] = TokenBucket.full(
                 limit.per_second, limit.burst, now
             )
-        delay = bucket.delay(now)
+        delay = bucket.turn_in(now)
         if delay > self._hold:
             until = bucket.defer_slot(now, now + delay - self._hold / 2)
             self._defer(job, until, f"deferred: rate limit, next turn in {until - now:.1f}s")
             return False
-        job.not_before = bucket.reserve(now)
+        bucket.held += 1
+        job.bucket = bucket
         return True
+
+    @staticmethod
+    def unhold(job: Job) -> None:
+        """``job`` leaves its lane: no longer waiting for a turn of its webhook's bucket."""
+        if job.bucket is not None:
+            job.bucket.held -= 1
+            job.bucket = None
 
     def start_deferring(self, endpoint: str, lane: Lane) -> None:
         """Defer ``lane``'s new jobs until its endpoint answers again."""
@@ -233,8 +241,10 @@ class Lanes:
                 task, webhook, secrets = job.task, job.webhook, job.secrets
                 try:
                     assert task is not None and webhook is not None and secrets is not None
-                    if job.not_before:  # rate-limited: wait for its reserved turn, uncounted
-                        wait = job.not_before - self._clock()
+                    bucket = job.bucket
+                    if bucket is not None:  # rate-limited: wait for its turn, uncounted
+                        self.unhold(job)
+                        wait = bucket.reserve(self._clock()) - self._clock()
                         if wait > 0:
                             await asyncio.sleep(wait)
                     current = self._webhooks.get(webhook.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -61,7 +61,16 @@ class Outputs:
     the refused one as settled (``acked``). ``owner`` is whatever the caller needs to do so.
     """
 
-    __slots__ = ("_done", "_refused", "_remaining", "failed", "owner", "replaced", "resent")
+    __slots__ = (
+        "_done",
+        "_refused",
+        "_remaining",
+        "failed",
+        "owner",
+        "records",
+        "replaced",
+        "resent",
+    )
 
     def __init__(
         self,
@@ -76,6 +85,8 @@ class Outputs:
         self.owner = owner
         self.replaced = False  # the task's outputs were replaced once (e.g. by a dead letter)
         self.resent = False  # a refused output was produced once more, alone
+        # What was produced, as it was: a delivery report's message lacks the headers.
+        self.records: Sequence[Any] = ()
 
     def __call__(self, error: Any, record: Any) -> None:
         """The delivery report of one output, in the Kafka producer's ``on_delivery`` form:

@@ -1,10 +1,13 @@
 """Per-webhook rate limits (``"rate_limit": {"per_second": r, "burst": b}``): a token bucket
 with reservations. Pure: the caller passes the clock, so unit tests use a fake one.
 
-A send *reserves* a token and learns when it may go: now while tokens are left, else the
-moment the bucket will have refilled one for it (tokens may go negative: each reservation
-waits for those before it). So however many runners share the bucket, sends leave at most
-``burst`` at once and ``per_second`` on average, in reservation order.
+A send *reserves* a token right before it goes and learns when it may: now while tokens are
+left, else the moment the bucket will have refilled one for it (tokens may go negative: each
+reservation waits for those before it). So however many runners share the bucket, sends leave
+at most ``burst`` at once and ``per_second`` on average, in reservation order; a runner that
+comes late (a busy event loop) finds at most ``burst`` tokens, never a backlog of turns.
+Tasks waiting in the lane for their reservation are counted (``held``), so the lane can tell
+how far off a new task's turn is before deciding to hold or park it.
 
 Across delivery workers the limit holds per webhook because a webhook's tasks all reach one
 worker: every topic a task travels on (``deliveries`` and each retry tier) is keyed by webhook
@@ -29,6 +32,12 @@ class TokenBucket:
     # Deferred sends are given return times from here on, one slot apart, so a parked burst
     # comes back spread at the rate rather than all at once.
     deferral_cursor: float = 0.0
+    held: int = 0  # sends waiting in a lane to reserve their turn
+
+    def turn_in(self, now: float) -> float:
+        """Seconds from ``now`` until a send queued now, behind the held ones, could go."""
+        self._refill(now)
+        return max(0.0, (self.held + 1 - self.tokens) / self.rate)
 
     @classmethod
     def full(cls, rate: float, burst: int, now: float) -> TokenBucket:

@@ -67,6 +67,7 @@ class Settler:
         size (the task then stays unfinished)."""
         done = functools.partial(self._done, job.progress, job.offset)
         tracker = Outputs(done, self._refused, job)
+        tracker.records = records
         producer = self._producer
         try:
             for record in records:
@@ -103,9 +104,13 @@ class Settler:
         return False
 
     def _replace_later(self, tracker: Outputs, error: KafkaError, record: Any) -> None:
-        headers = record.headers() or []
-        size = _size(record.key(), record.value(), headers)
         topic = record.topic() or ""
+        # The record as produced: the report's message carries no headers (the retry state).
+        original = next((r for r in tracker.records if r.topic == topic), None)
+        if original is None:
+            original = Record(topic, record.key(), record.value(), record.headers() or ())
+        headers = original.headers or ()
+        size = _size(original.key, original.value, headers)
         if not tracker.resent and topic in self._retry_topics:
             # The broker refuses a whole batch for one oversized record in it: this one may
             # only have shared its batch. Produced again it meets other neighbours; refused
@@ -113,9 +118,7 @@ class Settler:
             tracker.resent = True
             try:
                 tracker.add()
-                produce(
-                    self._producer, Record(topic, record.key(), record.value(), headers), tracker
-                )
+                produce(self._producer, original, tracker)
             except Exception as exc:
                 tracker.fail()
                 self._fail(exc)
@@ -123,7 +126,7 @@ class Settler:
             tracker.acked()
             return
         try:
-            if not self._replace(tracker, error, record.topic() or "", size, headers):
+            if not self._replace(tracker, error, topic, size, headers):
                 raise KafkaException(f"{record.topic()}: {error.str()}")
         except Exception as exc:
             tracker.fail()

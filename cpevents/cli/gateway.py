@@ -125,6 +125,13 @@ def create(
             "never shown again); repeatable",
         ),
     ] = None,
+    rate_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-limit",
+            help="Sends per second, optionally with a burst: 10 or 10/20 (absent: unlimited)",
+        ),
+    ] = None,
     gateway_url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
@@ -136,6 +143,8 @@ def create(
         body["filter"] = _json_option(payload_filter, "filter")
     if header:
         body["headers"] = _header_option(header)
+    if rate_limit is not None:
+        body["rate_limit"] = _rate_limit_option(rate_limit)
     _, created = _request(gateway_url, token, "POST", "/v1/webhooks", body)
     _print_webhook(created)
 
@@ -151,6 +160,20 @@ def _header_option(values: list[str]) -> dict[str, str]:
             raise typer.Exit(2)
         headers[name.strip()] = text.strip()
     return headers
+
+
+def _rate_limit_option(text: str) -> dict[str, float]:
+    """``--rate-limit 10`` or ``10/20`` (per second / burst) as the ``rate_limit`` object; the
+    gateway checks the ranges."""
+    rate, _, burst = text.partition("/")
+    try:
+        limit: dict[str, float] = {"per_second": float(rate)}
+        if burst:
+            limit["burst"] = int(burst)
+    except ValueError:
+        err_console.print("[red]invalid option --rate-limit:[/red] expected N or N/BURST")
+        raise typer.Exit(2) from None
+    return limit
 
 
 def _json_option(text: str, option: str) -> Any:

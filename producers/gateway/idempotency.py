@@ -46,6 +46,7 @@ from producers.gateway.problems import Problem, unprocessable
 log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
+_SWEEP_EVERY = 4096  # records applied between two sweeps of expired keys
 MAX_KEY_LENGTH = 255
 State = Literal["claimed", "done", "released"]
 
@@ -103,6 +104,7 @@ class Table:
         self.claim_timeout_ms = claim_timeout_ms
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()  # written by the view's thread, read by the event loop
+        self._applied = 0
 
     def live(self, entry: Entry, now_ms: int) -> bool:
         """Whether ``entry`` still binds its key at ``now_ms``."""
@@ -125,6 +127,20 @@ class Table:
                     self._entries[key] = entry
                 else:
                     del self._entries[key]
+            self._applied += 1
+            if entry is not None and self._applied % _SWEEP_EVERY == 0:
+                self._sweep(entry.at_ms)
+
+    def _sweep(self, now_ms: int) -> None:
+        """Forget entries older than the TTL at ``now_ms`` (a record's time): nothing could
+        make them live again, so every view forgetting them at its own moment agrees."""
+        old = [k for k, e in self._entries.items() if now_ms - e.at_ms >= self.ttl_ms]
+        for key in old:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
     def get(self, key: str, now_ms: int) -> Entry | None:
         """The live entry of ``key`` at ``now_ms``, or None."""

@@ -12,6 +12,7 @@ from schemas.custom_headers import MAX_HEADERS, MAX_TOTAL_BYTES, MAX_VALUE_LENGT
 from schemas.delivery_records import DeliveryStatus
 from schemas.event_types import SYSTEM_EVENT_TYPES, EventType
 from schemas.filters import MAX_BYTES, MAX_DEPTH, MAX_NODES
+from schemas.webhook import RateLimit
 
 _TYPES = [str(t) for t in EventType if t not in SYSTEM_EVENT_TYPES]  # what callers may send
 
@@ -88,6 +89,24 @@ _HEADERS = {
     "example": {"X-Api-Key": "k-123"},
 }
 
+_RATE_LIMIT = {
+    "type": "object",
+    "description": "Sends to the webhook at most per_second on average and burst at once "
+    "(issue 18); absent: unlimited. Waiting never counts as an attempt",
+    "required": ["per_second"],
+    "additionalProperties": False,
+    "properties": {
+        "per_second": {"type": "number", "exclusiveMinimum": 0, "maximum": RateLimit.MAX},
+        "burst": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": RateLimit.MAX,
+            "description": "Default: per_second rounded up",
+        },
+    },
+    "example": {"per_second": 10, "burst": 20},
+}
+
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
@@ -135,6 +154,7 @@ _SCHEMAS: dict[str, Any] = {
             "active": {"type": "boolean"},
             "filter": _FILTER,
             "headers": _HEADERS,
+            "rate_limit": _RATE_LIMIT,
         },
     },
     "WebhookUpdate": {
@@ -149,6 +169,11 @@ _SCHEMAS: dict[str, Any] = {
                 **_HEADERS,
                 "type": ["object", "null"],
                 "description": "Replaces every custom header; null removes them",
+            },
+            "rate_limit": {
+                **_RATE_LIMIT,
+                "type": ["object", "null"],
+                "description": "null: unlimited",
             },
         },
     },
@@ -169,6 +194,7 @@ _SCHEMAS: dict[str, Any] = {
                 "items": {"type": "string"},
                 "description": "Names of the custom headers (values are never shown)",
             },
+            "rate_limit": _RATE_LIMIT,
         },
     },
     "WebhookWithSecret": {

@@ -74,3 +74,12 @@ def test_keys_and_fingerprints() -> None:
         with pytest.raises(Problem) as caught:
             check_key(bad)
         assert caught.value.field == "Idempotency-Key"
+
+
+def test_keys_past_the_ttl_are_forgotten_as_records_arrive() -> None:
+    table = Table(TTL, CLAIM)
+    for n in range(100):
+        table.apply(f"old{n}", done(f"o{n}", 0))
+    for n in range(5000):
+        table.apply(f"new{n}", claimed(f"c{n}", TTL))
+    assert len(table) == 5000  # the old answers are gone; none still live is

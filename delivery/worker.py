@@ -131,6 +131,10 @@ class DeliveryWorker:
                     "client.id": f"delivery-{uuid.uuid4().hex[:8]}",
                     "fetch.wait.max.ms": 50,
                     "session.timeout.ms": int(config.session_timeout * 1000),
+                    # Partition p of every topic (deliveries and each tier, all keyed by webhook
+                    # id with the same partition count) goes to the same worker: one rate-limit
+                    # bucket per webhook then covers fresh tasks, retries and redrives alike.
+                    "partition.assignment.strategy": "range",
                 },
             )
         )

@@ -3,6 +3,8 @@ existing topics; other differences from the catalog are reported, not altered.""
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
@@ -21,6 +23,16 @@ def topic_config(settings: Settings, topic: str) -> dict[str, str | None]:
     resource = ConfigResource(ResourceType.TOPIC, topic)
     (future,) = admin.describe_configs([resource]).values()
     return {key: entry.value for key, entry in future.result(timeout=30).items()}
+
+
+def settled_config(settings: Settings, topic: str, key: str, wanted: str) -> str | None:
+    """``key`` of ``topic`` once it reads ``wanted`` (or as it reads after 10 s): in KRaft an
+    alteration is committed by the controller before the broker serving DescribeConfigs has
+    applied it, so a read right after it may still see the old value."""
+    deadline = time.monotonic() + 10
+    while (value := topic_config(settings, topic)[key]) != wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
 
 
 def test_attempt_log_gets_retention_from_settings_when_created(kafka_bootstrap: str) -> None:
@@ -55,8 +67,8 @@ def test_existing_attempt_log_is_altered_and_other_drift_is_only_reported(
     assert results[log].altered == {"cleanup.policy": "compact,delete", "retention.ms": retention}
     assert results[dlt].altered == {}
     assert results[dlt].drift == {"retention.ms": ("86400000", "2592000000")}
-    assert topic_config(settings, log)["cleanup.policy"] == "compact,delete"
-    assert topic_config(settings, log)["retention.ms"] == retention
+    assert settled_config(settings, log, "cleanup.policy", "compact,delete") == "compact,delete"
+    assert settled_config(settings, log, "retention.ms", retention) == retention
     assert topic_config(settings, dlt)["retention.ms"] == "86400000"  # left as it was
     # Idempotent: nothing left to alter.
     again = {r.name: r for r in ensure_topics(settings)}

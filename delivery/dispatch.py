@@ -18,6 +18,7 @@ from typing import Any
 
 from delivery.config import DeliveryConfig
 from delivery.lanes import Job, Lane, Lanes
+from delivery.metrics import delivery_metrics
 from delivery.outcome import Verdict
 from delivery.partitions import PartitionBook
 from delivery.planner import DeliveryPlanner
@@ -66,6 +67,7 @@ class Dispatcher:
         self._spawn = spawn
         self._fail = fail
         self._failed = failed
+        self._metrics = delivery_metrics()  # outcomes settled here, without an attempt
 
     def route(self, job: Job) -> None:
         """Decode the task and queue it on its endpoint's lane (or settle it at once)."""
@@ -75,6 +77,7 @@ class Dispatcher:
             task = self._serde.task_json(message.value(), message.topic() or "")
         except DecodeError as exc:
             self._settle(job, self._planner.undecodable(message, exc.reason, self._clock()))
+            self._metrics.count("dead_lettered")
             return
         webhook = self._directory.get(task.webhook_id)
         if webhook is None or not webhook.active:
@@ -95,6 +98,7 @@ class Dispatcher:
                 now = self._clock()
                 plan = self._planner.deferral(job.message, task, job.tier, job.state, reason, now)
                 self._settle(job, plan)
+                self._metrics.count("deferred", job)
                 return
             if webhook is None or not webhook.active:
                 job.task = task
@@ -110,6 +114,7 @@ class Dispatcher:
         """Record and settle, unposted, a task whose webhook is deleted or inactive."""
         assert job.task is not None  # decoded before it could be dropped
         self._settle(job, self._planner.dropped(job.task, job.state, webhook, self._clock()))
+        self._metrics.count("disabled", job)
 
     def defer_until(self, job: Job, until: float, reason: str | None = None) -> None:
         """Park, unposted and uncounted, a job whose endpoint's breaker is open, until about
@@ -124,6 +129,7 @@ class Dispatcher:
             job.message, job.task, job.tier, job.state, reason, now, until
         )
         self._settle(job, plan)
+        self._metrics.count("deferred", job)
 
     def _dispatch(self, job: Job, task: DeliveryTaskJson, webhook: Webhook) -> None:
         now = self._clock()
@@ -156,6 +162,7 @@ class Dispatcher:
             job.message, task, result, job.tier, job.state, None, now
         )
         self._settle(job, records)
+        self._metrics.count("dead_lettered", job)
 
     def _defer(
         self, endpoint: str, lane: Lane, job: Job, task: DeliveryTaskJson, now: float
@@ -166,6 +173,7 @@ class Dispatcher:
         self._settle(
             job, self._planner.deferral(job.message, task, job.tier, job.state, reason, now)
         )
+        self._metrics.count("deferred", job)
 
     def shed_stuck_lanes(self, now: float) -> None:
         """Defer the queued jobs that waited past the limit in lanes whose endpoint hangs

@@ -28,7 +28,9 @@ from delivery.outcome import Verdict
 from delivery.ratelimit import TokenBucket
 from delivery.retry_headers import RetryState
 from delivery.signing import signature_headers
+from delivery.trace import traced_post
 from delivery.transport import AsyncTransport, AttemptResult
+from plumbing import tracing
 from schemas.transcode import DeliveryTaskJson
 from schemas.webhook import Webhook
 
@@ -262,7 +264,12 @@ class Lanes:
                     headers = signature_headers(task.event.id, int(now), body, secrets)
                     if job.extra_headers:  # custom headers; reserved names never reach here
                         headers.update(job.extra_headers)
-                    result = await post(webhook.url, body, headers)
+                    # Traced: a span per attempt, whose traceparent the endpoint gets.
+                    result = await (
+                        traced_post(post, job, webhook.url, body, headers)
+                        if tracing.enabled
+                        else post(webhook.url, body, headers)
+                    )
                     if result.status:  # it answers (again): its tasks queue again
                         lane.deferring = False
                         lane.answered_at = time.monotonic()

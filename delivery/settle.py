@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from delivery.lanes import Job
+from delivery.metrics import delivery_metrics
 from delivery.offsets import Outputs, PartitionProgress
 from delivery.planner import DeliveryPlanner
 from delivery.retry_headers import parse_retry_state
@@ -59,6 +60,7 @@ class Settler:
         self._clock = clock
         self._dead_letter_topic = planner.dead_letter_topic
         self._retry_topics = frozenset(planner.retry_topics)
+        self._dead_letters = delivery_metrics().dead_letters
 
     def settle(self, job: Job, records: list[Record]) -> None:
         """Produce the task's records; its offset is done once Kafka acknowledged them all.
@@ -68,12 +70,14 @@ class Settler:
         done = functools.partial(self._done, job.progress, job.offset)
         tracker = Outputs(done, self._refused, job)
         tracker.records = records
-        producer = self._producer
+        producer, dead_letter_topic = self._producer, self._dead_letter_topic
         try:
             for record in records:
                 tracker.add()
                 try:
                     produce(producer, record, tracker)
+                    if record.topic == dead_letter_topic:
+                        self._dead_letters.inc()
                 except KafkaException as exc:
                     error = exc.args[0]
                     headers = record.headers or ()
@@ -170,4 +174,6 @@ class Settler:
         for record in self._planner.output_refused(job.message, task, attempts, topic, reason, now):
             tracker.add()
             produce(self._producer, record, tracker)
+            if record.topic == self._dead_letter_topic:
+                self._dead_letters.inc()
         return True

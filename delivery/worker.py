@@ -32,6 +32,7 @@ from delivery.consumer_thread import ConsumerThread
 from delivery.dispatch import Dispatcher
 from delivery.gctune import steady_state_gc
 from delivery.lanes import Job
+from delivery.metrics import worker_metrics
 from delivery.partitions import PartitionBook
 from delivery.planner import SOURCE, DeliveryPlanner
 from delivery.retry_headers import FRESH, parse_retry_state
@@ -123,6 +124,8 @@ class DeliveryWorker:
         )
         self._lanes = self._dispatcher.lanes
         self._route = self._dispatcher.route  # bound once: called for every record
+        # Counted in the settle pass; queues, breakers and in-flight read when scraped.
+        self._metrics = worker_metrics(settings, self._lanes, self._partitions)
         consumer = Consumer(
             consumer_config(
                 settings,
@@ -320,6 +323,7 @@ class DeliveryWorker:
             return
         attempted, lanes.attempted = lanes.attempted, []
         after_attempt, clock = self._planner.after_attempt, self._clock
+        tally = self._metrics.tally(self._planner.dead_letter_topic, self._topics.webhooks, clock)
         for job, result in attempted:
             task, webhook = job.task, job.webhook
             assert task is not None and webhook is not None
@@ -328,8 +332,10 @@ class DeliveryWorker:
                     job.message, task, result, job.tier, job.state, webhook, clock()
                 )
                 self._settle(job, records)
+                tally.add(job, result, records)
             except Exception as exc:  # Kafka refused a record, or a bug
                 self._fail(exc)
+        tally.flush()  # one counter update per outcome and status class per pass
 
     def _fail(self, exc: BaseException) -> None:
         """Kafka refused our output for good (or a bug): stop the worker, to be restarted."""

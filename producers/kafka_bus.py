@@ -31,6 +31,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from plumbing import tracing
 from plumbing.kafka.async_producer import AsyncProducer
 from plumbing.kafka.clients import consume_available, consumer_config, producer_config
 from plumbing.kafka.deadletter import dead_letter_headers
@@ -39,6 +40,7 @@ from plumbing.limits import EventTooLarge, check_event_size
 from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from producers.bus import Handler, Subscription, handler_name, parse_types
+from producers.observability import producer_metrics, traced_publish
 from schemas.event import Event
 from schemas.event_types import EventType
 from schemas.serde import DecodeError, Serde
@@ -117,6 +119,7 @@ class KafkaBus:
         self._topic_of: dict[EventType, str] = {}  # filled once each type's schema is registered
         self._subscriptions: list[_KafkaSubscription] = []
         self._closed = False
+        self._published = producer_metrics().published
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -155,7 +158,11 @@ class KafkaBus:
             if len(value) > limit:  # the bytes exist already: one comparison per event
                 check_event_size(value, limit, f"[{index}]." if prefix is None else prefix)
             records.append(Record(topic, event.tenant_id.encode(), value))
-        await self._producer.send_batch(records)
+        if tracing.enabled:  # a producer span, child of the caller's current span
+            await traced_publish(self._producer.send_batch, records)
+        else:
+            await self._producer.send_batch(records)
+        self._published.inc(len(records))
         return batch
 
     # -- subscribing -------------------------------------------------------------------------

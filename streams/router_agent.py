@@ -27,12 +27,14 @@ from typing import Any, cast
 import faust
 from confluent_kafka import Message, Producer
 
+from plumbing import tracing
 from plumbing.kafka.clients import producer_config
 from plumbing.kafka.deadletter import dead_letter_headers
 from plumbing.kafka.produce import Record
 from streams.app import StreamsContext
 from streams.fanout import RegistryUnavailable, Router
 from streams.faust_record import FaustRecord
+from streams.metrics import router_metrics, traced_tasks
 from streams.writer import BatchWriter, Refused
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class RouterAgent:
         self.routed_events = 0
         self.tasks_written = 0
         self.dead_lettered = 0
+        self._metrics = router_metrics()  # counted once per batch (process)
 
     def outputs(self, messages: Sequence[Any]) -> list[Record]:
         """The tasks and dead letters for a batch of Faust messages, in input order."""
@@ -77,6 +80,7 @@ class RouterAgent:
         failed_at_ms = now_ns // 1_000_000
         created_at_us = now_ns // 1000  # one creation time for the batch's tasks
         route = self._router.route
+        traced = tracing.enabled  # off: not one span, header or context per event
         for message in messages:
             starts.append(len(out))
             routed = route(message.topic, message.value, created_at_us)
@@ -89,6 +93,8 @@ class RouterAgent:
                     routed.dead_letter_reason,
                 )
                 out.append(self._dead_letter(message, routed.dead_letter_reason, failed_at_ms))
+            elif traced:
+                out.extend(traced_tasks(message, routed.tasks, self._deliveries))
             else:
                 out.extend(Record(self._deliveries, t.key, t.value) for t in routed.tasks)
         return out, starts
@@ -106,6 +112,8 @@ class RouterAgent:
         and a commit may follow, so an unconfirmed batch ends the process instead: the next
         owner of the partitions replays it (same delivery ids).
         """
+        started = time.perf_counter()
+        tasks_before, dead_before = self.tasks_written, self.dead_lettered
         confirmed = False
         records: list[Record] | None = None
         outputs: list[Record] = []
@@ -131,6 +139,14 @@ class RouterAgent:
         if refused:
             self.dead_lettered += len(records)
         self.routed_events += len(messages)
+        self._metrics.batch(
+            len(messages),
+            starts,
+            len(outputs),
+            self.tasks_written - tasks_before,
+            self.dead_lettered - dead_before,
+            time.perf_counter() - started,
+        )
 
     def _letters_for_refused(
         self,

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from plumbing import tracing
 from plumbing.http_server import ServerLimits, start_server
 from plumbing.kafka.async_producer import AsyncProducer
 from plumbing.kafka.clients import producer_config
@@ -48,6 +49,7 @@ from producers.gateway.webhook_ops import (
     update_webhook,
     with_secret,
 )
+from producers.observability import counting_refusals, producer_metrics, traced_request
 from schemas.delivery_records import DeliveryStatus
 from schemas.event import Event
 from schemas.secrets import SecretBox
@@ -106,6 +108,7 @@ class Gateway:
         self._webhooks: WebhookStore | None = None
         self._deliveries: DeliveryStore | None = None
         self._redriver: DeliveryRedriver | None = None
+        self.metrics = producer_metrics()  # /metrics: request times, events accepted, refused
         self._idempotency: IdempotencyStore | None = None
         # The event-type catalog (issue 18): opt-in payload schemas, built once here.
         self._payloads = PayloadValidator()
@@ -134,7 +137,8 @@ class Gateway:
         """The aiohttp application (starts and stops the gateway with it)."""
         app = web.Application(
             client_max_size=self.settings.gateway_max_body_bytes,
-            middlewares=[problem_middleware],
+            # The metrics middleware outermost: it times the final answer and serves /metrics.
+            middlewares=[self.metrics.http.middleware, problem_middleware],
         )
 
         async def lifecycle(_: web.Application) -> Any:
@@ -145,7 +149,7 @@ class Gateway:
         app.cleanup_ctx.append(lifecycle)
         app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/healthz", self.health)
-        app.router.add_post("/v1/events", self.post_events)
+        app.router.add_post("/v1/events", counting_refusals(self.post_events, self.metrics))
         app.router.add_get("/v1/webhooks", self.list_webhooks)
         app.router.add_post("/v1/webhooks", self.create_webhook)
         app.router.add_get("/v1/webhooks/{id}", self.get_webhook)
@@ -236,7 +240,7 @@ class Gateway:
             principal.check_write(event.tenant_id, f"[{index}].tenant_id" if batch else "tenant_id")
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is None:
-            answer = await self._publish(events, batch)
+            answer = await self._publish(events, batch, request)
         elif self._idempotency is None:
             raise RuntimeError("gateway not started")
         else:
@@ -245,18 +249,23 @@ class Gateway:
                 principal.tenant_id or "",
                 check_key(key),
                 fingerprint(data),
-                lambda: self._publish(events, batch),
+                lambda: self._publish(events, batch, request),
             )
         return web.json_response(answer.body, status=answer.status)
 
-    async def _publish(self, events: list[Event], batch: bool) -> Answer:
+    async def _publish(self, events: list[Event], batch: bool, request: web.Request) -> Answer:
         try:
             # Every event is encoded (and size-checked) before any is sent: a refused batch
             # writes nothing.
             records = await asyncio.to_thread(self._records, events, batch)
-            await self._producer_or_fail().send_batch(records)
+            send = self._producer_or_fail().send_batch
+            if tracing.enabled:  # one span, continuing the caller's traceparent
+                await traced_request(send, records, request.headers, [e.id for e in events])
+            else:
+                await send(records)
         except PublishError as exc:
             raise Problem(503, "kafka-unavailable", str(exc)) from None
+        self.metrics.accepted.inc(len(events))  # written (an idempotent replay is not)
         return Answer(202, {"ids": [e.id for e in events]})
 
     def _records(self, events: list[Event], batch: bool) -> list[Record]:

@@ -287,3 +287,32 @@ async def test_a_redriven_delivery_stays_in_its_trace(
         {k.lower(): v for k, v in r.headers.items()}["traceparent"] for r in receiver.at("/later")
     ]
     assert {value.split("-")[1] for value in sent} == {trace_id}
+
+
+async def test_kafkabus_publish_continues_the_callers_trace(
+    settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    from opentelemetry import trace
+
+    from producers.kafka_bus import KafkaBus
+    from tests.kafka_helpers import read_all
+
+    bus = KafkaBus(settings)
+    tracer = trace.get_tracer("caller", tracer_provider=tracing._provider)
+    before = value(scrape_text(), "cpevents_bus_events_published_total")
+    try:
+        with tracer.start_as_current_span("handler") as caller:
+            await bus.publish(Event.new("instance.created", "ten_bus"))
+    finally:
+        await bus.close()
+    assert value(scrape_text(), "cpevents_bus_events_published_total") - before == 1
+    topic = settings.topics.for_event_type("instance.created")
+    [record] = await asyncio.to_thread(read_all, settings, [topic], 1)
+    traceparent = dict(record.headers() or [])["traceparent"].decode()
+    assert traceparent.split("-")[1] == f"{caller.get_span_context().trace_id:032x}"
+
+
+def scrape_text() -> str:
+    from plumbing.metrics import scrape as collect
+
+    return collect().decode()

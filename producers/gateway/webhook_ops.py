@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from producers.gateway.validation import WebhookCreate
 from schemas import ids
@@ -116,29 +116,28 @@ def reencrypted(webhook: Webhook, box: SecretBox) -> Webhook:
     """
     if box.key_count < 2:
         return webhook
-    secrets = []
-    for secret in webhook.secrets:
-        try:
-            secrets.append(replace(secret, ciphertext=box.rotate(secret.ciphertext)))
-        except ValueError:
-            log.warning(
-                "webhook %s: a secret created at %s opens with no configured key; kept as is",
-                webhook.id,
-                secret.created_at,
-            )
-            secrets.append(secret)
-    headers = []
-    for header in webhook.headers:
-        try:
-            headers.append(replace(header, ciphertext=box.rotate(header.ciphertext)))
-        except ValueError:
-            log.warning(
-                "webhook %s: custom header %s opens with no configured key; kept as is",
-                webhook.id,
-                header.name,
-            )
-            headers.append(header)
-    return replace(webhook, secrets=tuple(secrets), headers=tuple(headers))
+    secrets = tuple(
+        _rotated(box, secret, f"webhook {webhook.id}: a secret created at {secret.created_at}")
+        for secret in webhook.secrets
+    )
+    headers = tuple(
+        _rotated(box, header, f"webhook {webhook.id}: custom header {header.name}")
+        for header in webhook.headers
+    )
+    return replace(webhook, secrets=secrets, headers=headers)
+
+
+Sealed = TypeVar("Sealed", EncryptedSecret, EncryptedHeader)
+
+
+def _rotated(box: SecretBox, item: Sealed, what: str) -> Sealed:
+    """``item`` re-encrypted under the box's first key, or as it is (logged, never its value)
+    when no configured key opens it."""
+    try:
+        return replace(item, ciphertext=box.rotate(item.ciphertext))
+    except ValueError:
+        log.warning("%s opens with no configured key; kept as is", what)
+        return item
 
 
 def with_secret(webhook: Webhook, secret: str) -> dict[str, Any]:

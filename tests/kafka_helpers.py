@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, Message
 
@@ -30,3 +31,22 @@ def read_all(
     finally:
         consumer.close()
     return records
+
+
+class FlakyConsumer:
+    """A real consumer whose ``poll`` raises while ``failures`` is positive (a test seam for
+    the restart paths of views and Bus subscriptions)."""
+
+    failures = 0  # shared by every consumer the factory makes: the restarted one is healthy
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._consumer = Consumer(config)
+
+    def poll(self, timeout: float) -> Any:
+        if FlakyConsumer.failures > 0:
+            FlakyConsumer.failures -= 1
+            raise RuntimeError("injected poll failure")
+        return self._consumer.poll(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)

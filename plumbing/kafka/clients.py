@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import Consumer, Message
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 from plumbing.kafka.security import extra_properties, security_properties
 from plumbing.settings import Settings
@@ -79,3 +80,9 @@ def consume_available(consumer: Consumer, max_messages: int, timeout: float) -> 
         return [first]
     rest: list[Message] = consumer.consume(num_messages=max_messages - 1, timeout=0)
     return [first, *rest]
+
+
+# ListOffsets specs (for admin ``list_offsets``), made once: the library builds a new object per
+# call and has no type annotations for them.
+EARLIEST_OFFSET = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+LATEST_OFFSET = OffsetSpec.latest()  # type: ignore[no-untyped-call]

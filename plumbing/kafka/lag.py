@@ -20,11 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from plumbing.kafka.clients import admin_config
+from plumbing.kafka.clients import EARLIEST_OFFSET, LATEST_OFFSET, admin_config
 from plumbing.metrics import register_collector
 from plumbing.settings import Settings
 
@@ -42,8 +42,6 @@ __all__ = [
 
 TP = tuple[str, int]
 _MAX_GROUPS = 16
-_EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]  # the library has no annotation
-_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +135,7 @@ class LagReader:
         if not partitions:
             return {}
         found: dict[TP, list[int]] = {tp: [0, 0] for tp in partitions}
-        for index, spec in ((0, _EARLIEST), (1, _LATEST)):
+        for index, spec in ((0, EARLIEST_OFFSET), (1, LATEST_OFFSET)):
             request = {TopicPartition(t, p): spec for t, p in partitions}
             futures = self._admin.list_offsets(request, request_timeout=self._timeout)
             for tp, future in futures.items():

@@ -25,17 +25,14 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ConfigEntry,
     ConfigResource,
     NewTopic,
-    OffsetSpec,
     ResourceType,
 )
 
-from plumbing.kafka.clients import admin_config
+from plumbing.kafka.clients import LATEST_OFFSET, admin_config
 from plumbing.settings import Settings
 from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
-
-_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # the library has no annotation
 
 #: Configuration keys brought in line on existing topics, by topic role: their values come from
 #: settings, so a difference means the topic predates the setting (or the setting changed).
@@ -158,7 +155,7 @@ def _wait_until_usable(admin: AdminClient, names: list[str], timeout: float) -> 
         unusable: list[str] = list(missing)
         if partitions and not missing:
             futures = admin.list_offsets(
-                dict.fromkeys(partitions, _LATEST), request_timeout=timeout
+                dict.fromkeys(partitions, LATEST_OFFSET), request_timeout=timeout
             )
             for tp, future in futures.items():
                 try:

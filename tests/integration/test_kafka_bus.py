@@ -7,10 +7,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
 
 from plumbing.kafka.deadletter import parse_dead_letter
 from plumbing.limits import EventTooLarge
@@ -19,7 +17,7 @@ from plumbing.settings import Settings
 from producers.kafka_bus import KafkaBus, RestartPolicy, RetryPolicy
 from schemas.event import Event
 from schemas.event_types import EventType
-from tests.kafka_helpers import read_all
+from tests.kafka_helpers import FlakyConsumer, read_all
 
 
 async def eventually(condition: Callable[[], bool], within: float = 30.0) -> None:
@@ -145,24 +143,6 @@ async def test_undecodable_record_is_parked_and_does_not_stop_the_subscription(
     (parked,) = read_all(settings, [settings.topics.bus_dlt], 1)
     assert parked.value() == b"not avro at all"
     assert "undecodable" in parse_dead_letter(parked.headers()).reason
-
-
-class FlakyConsumer:
-    """A real consumer whose ``poll`` raises once ``failures`` is set (a seam for tests)."""
-
-    failures = 0  # shared by every consumer the factory makes: the restarted one is healthy
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self._consumer = Consumer(config)
-
-    def poll(self, timeout: float) -> Any:
-        if FlakyConsumer.failures > 0:
-            FlakyConsumer.failures -= 1
-            raise RuntimeError("injected poll failure")
-        return self._consumer.poll(timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
 
 
 async def test_event_over_the_size_limit_is_refused_naming_payload_and_nothing_is_sent(

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Message, Producer
 
 from plumbing.kafka.clients import producer_config
 from plumbing.kafka.view import CompactedTopicView
 from plumbing.settings import Settings
+from tests.kafka_helpers import FlakyConsumer
 
 
 def _decode(message: Message) -> tuple[str, str | None]:
@@ -59,24 +59,6 @@ def test_view_catches_up_tails_and_applies_tombstones(settings: Settings) -> Non
         assert changed.wait(5) and changes == [("k1", "v16", "new")]
     finally:
         view.stop()
-
-
-class FlakyConsumer:
-    """A real consumer whose ``poll`` raises while ``failures`` is positive (a test seam)."""
-
-    failures = 0  # shared by every consumer the factory makes
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self._consumer = Consumer(config)
-
-    def poll(self, timeout: float) -> Any:
-        if FlakyConsumer.failures > 0:
-            FlakyConsumer.failures -= 1
-            raise RuntimeError("injected poll failure")
-        return self._consumer.poll(timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
 
 
 def test_view_reports_unhealthy_while_its_reader_restarts_then_catches_up(

@@ -259,8 +259,11 @@ def gather(settings: Settings, serde: Serde, window_s: float = 120.0) -> Status:
     window_ms = int(max(window_s, 60.0) * 1000)
     reader = LagReader(settings)
     status = Status(window_s=window_ms / 1000)
-    status.lag = _lag(settings, reader)
-    status.dead_letters = _dead_letters(settings, reader)
+    try:
+        status.lag = _lag(settings, reader)
+        status.dead_letters = _dead_letters(settings, reader)
+    finally:
+        reader.close()
     webhooks = _webhooks(settings, serde)
     urls = {webhook_id: webhook.url for webhook_id, webhook in webhooks.items()}
     attempts = _attempts(settings, serde, now_ms - window_ms, urls)

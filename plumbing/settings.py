@@ -50,7 +50,17 @@ class Settings(BaseSettings):
     )
     topic_prefix: str = "ctrlplane."
     partitions: int = Field(default=3, ge=1, description="Default partitions for new topics")
-    replication_factor: int = Field(default=1, ge=1)
+    # Replication of new topics (plumbing/kafka/topic_admin.py decides "auto" from the
+    # cluster's broker count: 3 and 2 from three brokers on, else 1 and 1).
+    replication_factor: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default="auto",
+        description="Replicas of each new topic's partitions; auto: 3 on 3+ brokers, else 1",
+    )
+    min_insync_replicas: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default="auto",
+        description="min.insync.replicas of new topics: acks=all writes need this many "
+        "replicas in sync; auto: 2 with 3+ replicas, else 1",
+    )
     retry_tiers: tuple[str, ...] = Field(
         default=("5s", "5m", "30m", "2h", "5h", "10h"),
         description="Delay tiers of the retry ladder, e.g. 5s,5m,30m (Svix's ladder by default)",
@@ -246,9 +256,21 @@ class Settings(BaseSettings):
     gateway_max_connections: int = Field(
         default=1024, ge=1, description="Open connections at most; more are answered 503"
     )
+    gateway_reader_idle: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds without a request after which the gateway's attempt-log index "
+        "(GET /v1/deliveries, retry) and the portal's feed stop reading their topics",
+    )
 
     # Observability (issue 16): Prometheus metrics (plumbing/metrics.py) and consumer lag
     # (plumbing/kafka/lag.py). Traces are configured by the standard OTEL_* variables only.
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Count metrics; false makes counters and histograms no-ops (/metrics then "
+        "serves process metrics and scrape-time gauges only). Read from the environment once "
+        "per process",
+    )
     metrics_per_webhook: bool = Field(
         default=False,
         description="Also count delivery attempts per webhook id (one series per webhook: only "

@@ -155,7 +155,11 @@ def create_app(settings: Settings, options: WorkerOptions) -> faust.App:
         "datadir": str(datadir),
         "autodiscover": False,
         "topic_partitions": settings.partitions,
-        "topic_replication_factor": settings.replication_factor,
+        # build_worker resolves "auto" against the cluster first; an app built without it (the
+        # processor test harness) declares no topic.
+        "topic_replication_factor": (
+            1 if settings.replication_factor == "auto" else settings.replication_factor
+        ),
         "topic_allow_declare": True,  # Faust's own topics (assignor leader, changelogs)
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,

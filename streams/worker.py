@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import faust
 
-from plumbing.kafka.topic_admin import ensure_topics
+from plumbing.kafka.topic_admin import ensure_topics, replication_for
 from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.serde import Serde
@@ -29,7 +29,17 @@ class StreamsWorker:
 def build_worker(
     settings: Settings, options: WorkerOptions, serde: Serde | None = None
 ) -> StreamsWorker:
-    """The Faust app with the router and ``options.processors`` installed (nothing started)."""
+    """The Faust app with the router and ``options.processors`` installed (nothing started).
+
+    Replication ``auto`` is resolved here, against the cluster, so that Faust's own topics
+    (changelogs, the assignor's) are replicated as ours are."""
+    replication = replication_for(settings)
+    settings = settings.model_copy(
+        update={
+            "replication_factor": replication.factor,
+            "min_insync_replicas": replication.min_insync,
+        }
+    )
     serde = serde or serde_for(settings)
     app = create_app(settings, options)
     ctx = StreamsContext(

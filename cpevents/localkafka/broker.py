@@ -10,6 +10,8 @@ import contextlib
 import ctypes
 import datetime
 import fcntl
+import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -18,7 +20,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +31,8 @@ from pydantic import SecretStr
 from cpevents.localkafka.tls import BrokerTls, write_broker_tls
 from plumbing.kafka.clients import admin_config
 from plumbing.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _POM_TEMPLATE = Path(__file__).with_name("pom.xml")
 _PR_SET_PDEATHSIG = 1
@@ -122,18 +126,19 @@ def _java() -> str:
     return java
 
 
-def _kafka_cluster_id(log_dir: Path) -> str:
-    """The cluster id the storage in ``log_dir`` was formatted with, or a new one.
-
-    Formatting again with another id fails even with ``--ignore-formatted``, so a restart
-    of a stopped broker must give the id it already has.
-    """
+def formatted_cluster_id(log_dir: Path) -> str | None:
+    """The cluster id the storage in ``log_dir`` was formatted with, if it was."""
     meta = log_dir / "meta.properties"
     if meta.exists():
         for line in meta.read_text().splitlines():
             key, sep, value = line.partition("=")
             if sep and key.strip() == "cluster.id" and value.strip():
                 return value.strip()
+    return None
+
+
+def new_cluster_id() -> str:
+    """A random cluster id in Kafka's Uuid text form."""
     while True:
         # Kafka's Uuid text form: URL-safe base64 of 16 random bytes without padding. Like
         # Kafka's own Uuid.randomUuid, never one starting with "-": the storage tool's option
@@ -141,6 +146,15 @@ def _kafka_cluster_id(log_dir: Path) -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+def _kafka_cluster_id(log_dir: Path) -> str:
+    """The cluster id the storage in ``log_dir`` was formatted with, or a new one.
+
+    Formatting again with another id fails even with ``--ignore-formatted``, so a restart
+    of a stopped broker must give the id it already has.
+    """
+    return formatted_cluster_id(log_dir) or new_cluster_id()
 
 
 def _die_with_parent() -> None:
@@ -162,9 +176,52 @@ def is_ready(settings: Settings, timeout: float = 2.0) -> bool:
     return bool(metadata.brokers)
 
 
+#: Node timings of a cluster (``voters`` set) on loopback. A crashed node is fenced, and its
+#: leaderships move, after ``broker.session.timeout.ms`` without a heartbeat (default 9 s); a
+#: node in controlled shutdown, or restarted and caught up, waits a heartbeat for the
+#: controller's answer (default 2 s). Brokers on one machine reach their controller in
+#: microseconds, so a few missed 500 ms heartbeats is already an outage.
+CLUSTER_TIMINGS = {
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "3000",
+}
+
+#: JVM flags of a short-lived node (``LocalBroker.quick_jvm``: test clusters). C1 only and the
+#: serial collector: far less CPU to start and to warm up, for a lower peak throughput that a
+#: test never reaches.
+QUICK_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+
+
+def class_archive(libs: Path, java: str) -> Path:
+    """The class-data sharing archive of quick nodes started from ``libs`` with ``java``: one
+    per Kafka version and Java binary (an archive maps only into the JVM build that made it)."""
+    binary = Path(java).resolve()
+    tag = hashlib.sha1(f"{binary}:{binary.stat().st_mtime_ns}".encode()).hexdigest()[:10]
+    return libs.parent / f"broker-classes-{tag}.jsa"
+
+
+#: JVM flags of a long-lived broker (the CLI's, benchmarks, soak).
+SERVER_JVM = ("-XX:+UseG1GC", "-XX:+UseStringDeduplication")
+#: JVM flags of the one-shot tools (storage format).
+TOOL_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+
+
+def internal_replication(voters: int) -> tuple[int, int]:
+    """Replication factor and min ISR of the internal topics (offsets, transaction state) on a
+    cluster of ``voters`` combined nodes: 3 and 2 from three nodes on, so that one node may be
+    lost without losing a committed offset or refusing writes."""
+    factor = min(3, voters)
+    return factor, 2 if factor >= 3 else 1
+
+
 @dataclass
 class LocalBroker:
-    """One KRaft broker+controller on loopback, with its data under ``data_dir``."""
+    """One KRaft broker+controller on loopback, with its data under ``data_dir``.
+
+    Alone (``voters`` None) it is its own single-voter quorum, formatted ``--standalone``. As a
+    node of a :class:`~cpevents.localkafka.cluster.LocalCluster`, ``voters`` maps every node id
+    to its controller port: a static quorum (``controller.quorum.voters``) of combined nodes.
+    """
 
     settings: Settings
     data_dir: Path
@@ -172,6 +229,16 @@ class LocalBroker:
     controller_port: int
     tie_to_parent: bool = False
     security: Security = "plaintext"
+    node_id: int = 1
+    #: node id -> controller port of every voter of a static quorum; None: a standalone broker.
+    voters: Mapping[int, int] | None = None
+    #: The cluster id to format with (every node of a cluster shares it); None: the one the
+    #: storage has, or a new one.
+    cluster_id: str | None = None
+    #: JVM heap; None: ``settings.kafka_heap``.
+    heap: str | None = None
+    #: :data:`QUICK_JVM` flags instead of :data:`SERVER_JVM` (nodes of a test cluster).
+    quick_jvm: bool = False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -283,25 +350,45 @@ class LocalBroker:
     def pid_file(self) -> Path:
         return self.data_dir / "kafka.pid"
 
+    def _quorum_config(self) -> dict[str, str]:
+        if self.voters is None:
+            return {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}
+        factor, min_isr = internal_replication(len(self.voters))
+        voters = ",".join(f"{node}@127.0.0.1:{port}" for node, port in sorted(self.voters.items()))
+        return {
+            "controller.quorum.voters": voters,
+            **CLUSTER_TIMINGS,
+            # Topics created without a factor (replication_factor -1: Faust's own topics, tools)
+            # get the cluster's; acks=all then waits for min ISR replicas.
+            "default.replication.factor": str(factor),
+            "min.insync.replicas": str(min_isr),
+        }
+
+    def _internal_topics_config(self) -> dict[str, str]:
+        factor, min_isr = internal_replication(len(self.voters) if self.voters else 1)
+        return {
+            "offsets.topic.replication.factor": str(factor),
+            # Fewer internal partitions: a single dev broker starts and rebalances faster.
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": str(factor),
+            "transaction.state.log.min.isr": str(min_isr),
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": str(factor),
+            "share.coordinator.state.topic.min.isr": str(min_isr),
+        }
+
     def _write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "server.properties"
         lines = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            **self._quorum_config(),
             **self._listener_config(),
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.data_dir / "logs"),
             "num.partitions": str(self.settings.partitions),
-            "offsets.topic.replication.factor": "1",
-            # Fewer internal partitions: a single dev broker starts and rebalances faster.
-            "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "transaction.state.log.num.partitions": "4",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            **self._internal_topics_config(),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "log.cleaner.backoff.ms": "1000",
@@ -321,12 +408,17 @@ class LocalBroker:
         return config
 
     def _java_command(self, libs: Path, main: str, *args: str) -> list[str]:
+        heap = self.heap or self.settings.kafka_heap
+        broker = main == "kafka.Kafka"
+        java = _java()
+        flags: tuple[str, ...] = TOOL_JVM
+        if broker:
+            flags = (*QUICK_JVM, *self._class_sharing(libs, java)) if self.quick_jvm else SERVER_JVM
         return [
-            _java(),
-            f"-Xmx{self.settings.kafka_heap}",
-            f"-Xms{self.settings.kafka_heap}" if main == "kafka.Kafka" else "-Xms64m",
-            "-XX:+UseG1GC",
-            "-XX:TieredStopAtLevel=1" if main != "kafka.Kafka" else "-XX:+UseStringDeduplication",
+            java,
+            f"-Xmx{heap}",
+            f"-Xms{heap}" if broker else "-Xms64m",
+            *flags,
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             "-Djava.awt.headless=true",
             "-cp",
@@ -334,6 +426,35 @@ class LocalBroker:
             main,
             *args,
         ]
+
+    @property
+    def _dumped_classes(self) -> Path:
+        return self.data_dir / "classes.jsa"
+
+    def _class_sharing(self, libs: Path, java: str) -> tuple[str, ...]:
+        # Loading and verifying Kafka's classes is much of a quick node's start: mapped from a
+        # class-data sharing archive, a start takes 1.4 s of CPU instead of 2.4 s. Node 1
+        # writes the archive when it stops cleanly (at JVM exit, see _keep_class_archive: 5 to
+        # 15 s once per machine, so one node only).
+        archive = class_archive(libs, java)
+        if archive.exists():
+            return (f"-XX:SharedArchiveFile={archive}",)
+        self._dumped_classes.unlink(missing_ok=True)
+        return (f"-XX:ArchiveClassesAtExit={self._dumped_classes}",) if self.node_id == 1 else ()
+
+    def _keep_class_archive(self, clean_exit: bool) -> None:
+        dumped = self._dumped_classes
+        if not dumped.exists():
+            return
+        archive = class_archive(ensure_jars(self.settings), _java())
+        if clean_exit and not archive.exists():
+            # Staged beside the archive (data_dir may be on another filesystem), then renamed:
+            # a node starting meanwhile never maps a half-written archive.
+            staging = archive.with_name(f"{archive.name}.{uuid.uuid4().hex}")
+            shutil.move(dumped, staging)
+            os.replace(staging, archive)
+            log.info("class-data sharing archive for quick Kafka starts saved to %s", archive)
+        dumped.unlink(missing_ok=True)
 
     def running_pid(self) -> int | None:
         """The pid of this broker's JVM if it is alive."""
@@ -354,27 +475,34 @@ class LocalBroker:
         """Resolve jars, format storage (idempotent) and start the JVM; return once it serves."""
         if self.running_pid() is not None:
             return
-        libs = ensure_jars(self.settings)
+        process = self.launch()
+        self.wait_ready(process, timeout)
+
+    def _format(self, libs: Path, config: Path) -> None:
+        if (self.data_dir / "logs" / "meta.properties").exists():
+            # Formatted already: the storage tool would only say so (--ignore-formatted), after
+            # a JVM start that a node restart need not wait for.
+            return
         scram: list[str] = []
         if self.security == "sasl_ssl":
-            if not self.tls.valid_for(datetime.timedelta(days=1)):
-                write_broker_tls(self.tls.ca_certificate.parent)
             # SCRAM users live in the cluster metadata: given at format time, the broker starts
             # with them (an already formatted storage keeps the ones it has).
             scram = [
                 "--add-scram",
                 f"{SCRAM_MECHANISM}=[name={SCRAM_USER},password={self._scram_password()}]",
             ]
-        config = self._write_config()
+        # A static quorum (voters) is formatted without any quorum option: the voters are in
+        # the configuration. A standalone broker bootstraps a one-voter dynamic quorum.
+        quorum = ["--standalone"] if self.voters is None else []
         fmt = subprocess.run(
             self._java_command(
                 libs,
                 "kafka.tools.StorageTool",
                 "format",
-                "--standalone",
+                *quorum,
                 "--ignore-formatted",
                 "-t",
-                _kafka_cluster_id(self.data_dir / "logs"),
+                self.cluster_id or _kafka_cluster_id(self.data_dir / "logs"),
                 "-c",
                 str(config),
                 *scram,
@@ -385,6 +513,26 @@ class LocalBroker:
         )
         if fmt.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+
+    def prepare(self) -> None:
+        """Resolve jars, write the configuration and format the storage (idempotent). Safe in
+        a worker thread, unlike :meth:`launch` (see there)."""
+        libs = ensure_jars(self.settings)
+        if self.security == "sasl_ssl" and not self.tls.valid_for(datetime.timedelta(days=1)):
+            write_broker_tls(self.tls.ca_certificate.parent)
+        self._format(libs, self._write_config())
+
+    def launch(self, prepared: bool = False) -> subprocess.Popen[bytes]:
+        """Start the JVM (after :meth:`prepare`, unless ``prepared``) without waiting for it to
+        serve: the nodes of a cluster start together, none serves before a quorum.
+
+        Call it from a thread that outlives the broker: with ``tie_to_parent`` the JVM gets
+        SIGTERM when the *thread* that started it ends (PR_SET_PDEATHSIG).
+        """
+        if not prepared:
+            self.prepare()
+        libs = ensure_jars(self.settings)
+        config = self.data_dir / "server.properties"
         out = (self.data_dir / "kafka.out").open("ab")
         process = subprocess.Popen(
             self._java_command(libs, "kafka.Kafka", str(config)),
@@ -394,25 +542,47 @@ class LocalBroker:
             start_new_session=True,
             preexec_fn=_die_with_parent if self.tie_to_parent else None,
         )
+        out.close()  # the child has its own descriptor
         self.pid_file.write_text(str(process.pid))
         self.client_env_file.touch(mode=0o600)
         self.client_env_file.write_text(
             "".join(f"{key}={value}\n" for key, value in self.client_environment().items())
         )
+        return process
+
+    def wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        """Return once this broker answers a metadata request; stop it and raise
+        :class:`BrokerError` if it exits or does not answer within ``timeout``."""
         client = self.client_settings()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise BrokerError(
-                    f"Kafka exited with code {process.returncode}; "
-                    f"see {self.data_dir / 'kafka.out'}"
-                    f" and {self.data_dir / 'kafka.log'}"
-                )
+            self.check_alive(process)
             if is_ready(client, timeout=1.0):
                 return
             time.sleep(0.2)
         self.stop()
         raise BrokerError(f"Kafka did not answer metadata requests within {timeout:.0f}s")
+
+    def check_alive(self, process: subprocess.Popen[bytes]) -> None:
+        """Raise :class:`BrokerError` (naming its logs) if ``process`` has exited."""
+        if process.poll() is not None:
+            raise BrokerError(
+                f"Kafka node {self.node_id} exited with code {process.returncode}; "
+                f"see {self.data_dir / 'kafka.out'} and {self.data_dir / 'kafka.log'}"
+            )
+
+    def kill(self) -> bool:
+        """SIGKILL the JVM (a crash, for fault drills). False if it was not running."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        self._dumped_classes.unlink(missing_ok=True)
+        return True
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the JVM (SIGTERM, then SIGKILL after ``timeout``). False if it was not running."""
@@ -422,16 +592,19 @@ class LocalBroker:
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
+        clean = True
         while time.monotonic() < deadline:
             if not _alive(pid):
                 break
             time.sleep(0.1)
         else:
+            clean = False
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
+        self._keep_class_archive(clean)
         return True
 
 

@@ -1,10 +1,11 @@
 """Consumer lag of our consumer groups: committed offsets against the partitions' ends.
 
 The computation is pure (:func:`partition_lag`, :func:`topic_lags`); :class:`LagReader` does
-the Kafka calls (one AdminClient: the group's committed offsets, then the earliest and latest
-offsets of each partition); :class:`LagCollector` exposes the result as the gauge
-``cpevents_consumer_lag_records`` when Prometheus scrapes, reusing a reading for a few seconds
-(``CPEVENTS_METRICS_LAG_CACHE``) so that several scrapers cost one set of calls.
+the Kafka calls (the group's committed offsets through a consumer of the group that never
+subscribes, then the earliest and latest offsets of each partition through one AdminClient);
+:class:`LagCollector` exposes the result as the gauge ``cpevents_consumer_lag_records`` when
+Prometheus scrapes, reusing a reading for a few seconds (``CPEVENTS_METRICS_LAG_CACHE``) so that
+several scrapers cost one set of calls.
 
 Lag of a partition: ``high - committed``; a partition the group never committed counts from the
 earliest retained offset (what ``auto.offset.reset=earliest`` would read), so a new group shows
@@ -19,12 +20,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from plumbing.kafka.clients import EARLIEST_OFFSET, LATEST_OFFSET, admin_config
+from plumbing.kafka.clients import EARLIEST_OFFSET, LATEST_OFFSET, admin_config, consumer_config
 from plumbing.metrics import register_collector
 from plumbing.settings import Settings
 
@@ -93,6 +94,8 @@ class LagReader:
     def __init__(self, settings: Settings, timeout: float = 5.0) -> None:
         self._admin = AdminClient(admin_config(settings))
         self._timeout = timeout
+        self._settings = settings
+        self._group_consumers: dict[str, Consumer] = {}  # by group, for committed()
 
     @property
     def admin(self) -> AdminClient:
@@ -106,8 +109,18 @@ class LagReader:
         )
         return sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix))
 
-    def committed(self, group: str) -> dict[TP, int]:
-        """The offsets ``group`` committed, by partition."""
+    def committed(self, group: str, partitions: Sequence[TP] | None = None) -> dict[TP, int]:
+        """The offsets ``group`` committed, by partition: on ``partitions``, or on every
+        partition it ever committed on (None).
+
+        Given partitions, a consumer of the group that never subscribes (so never joins the
+        group nor commits) fetches them: the AdminClient's ListConsumerGroupOffsets can abort
+        the whole process when a broker restarts during the call (librdkafka issues #4605 and
+        #3663, hit by the soak), and workers read lag on every scrape. Without partitions (the
+        groups ``cpevents status`` discovers) only the AdminClient can list them.
+        """
+        if partitions is not None:
+            return self._committed_on(group, partitions)
         request = [ConsumerGroupTopicPartitions(group)]
         futures = self._admin.list_consumer_group_offsets(request, request_timeout=self._timeout)
         answer = futures[group].result(timeout=self._timeout)
@@ -116,6 +129,31 @@ class LagReader:
             for tp in answer.topic_partitions or ()
             if tp.error is None and tp.offset >= 0
         }
+
+    def _committed_on(self, group: str, partitions: Sequence[TP]) -> dict[TP, int]:
+        if not partitions:
+            return {}
+        consumer = self._group_consumers.get(group)
+        if consumer is None:
+            if len(self._group_consumers) >= _MAX_GROUPS:
+                self._group_consumers.pop(next(iter(self._group_consumers))).close()
+            consumer = Consumer(consumer_config(self._settings, group))
+            self._group_consumers[group] = consumer
+        found = consumer.committed(
+            [TopicPartition(topic, partition) for topic, partition in partitions],
+            timeout=self._timeout,
+        )
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in found
+            if tp.error is None and tp.offset >= 0
+        }
+
+    def close(self) -> None:
+        """Close the group consumers made for :meth:`committed` (the reader stays usable)."""
+        consumers, self._group_consumers = self._group_consumers, {}
+        for consumer in consumers.values():
+            consumer.close()
 
     def partitions(self, topics: Iterable[str]) -> list[TP]:
         """Every partition of ``topics`` that exists."""
@@ -145,8 +183,11 @@ class LagReader:
     def read(self, group: str, topics: Iterable[str] = ()) -> dict[TP, Offsets]:
         """The offsets of every partition ``group`` committed on, and of every partition of
         ``topics`` (the group's subscription: partitions it never committed on count too)."""
-        committed = self.committed(group)
-        wanted = set(committed) | set(self.partitions(topics))
+        subscribed = self.partitions(topics)
+        # Partitions of the subscription are read the safe way; a group read without topics
+        # (cpevents status' others) reports what it committed on.
+        committed = self.committed(group, subscribed if subscribed else None)
+        wanted = set(committed) | set(subscribed)
         ends = self.ends(sorted(wanted))
         return {tp: Offsets(committed.get(tp), low, high) for tp, (low, high) in ends.items()}
 

@@ -10,6 +10,13 @@ broker's:
   (incremental alter, only those keys) and listed in ``TopicResult.altered``;
 - any other difference is only **reported** (``TopicResult.drift``, logged at WARNING): an
   operator may have tuned it on purpose, and the catalog's default must not undo that.
+
+Replication (:func:`decide_replication`): ``CPEVENTS_REPLICATION_FACTOR`` and
+``CPEVENTS_MIN_INSYNC_REPLICAS``, each a number or ``auto`` (3 replicas and min ISR 2 from three
+brokers on, 1 and 1 on a single broker, from the broker count the cluster reports). New topics
+are created with both; an existing topic with fewer replicas or a lower ``min.insync.replicas``
+is **reported** (``TopicResult.under_replicated``, WARNING), never altered: raising a topic's
+replication factor is a partition reassignment, an operator's decision.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -38,6 +46,68 @@ log = logging.getLogger(__name__)
 #: settings, so a difference means the topic predates the setting (or the setting changed).
 ENFORCED: dict[str, tuple[str, ...]] = {"attempt-log": ("cleanup.policy", "retention.ms")}
 
+MIN_INSYNC = "min.insync.replicas"
+FACTOR = "replication.factor"
+#: How to raise an existing topic's replication, for the WARNING (and the README).
+RAISE_REPLICATION_HINT = (
+    "left as is: raise the replication factor with a partition reassignment "
+    "(kafka-reassign-partitions.sh --execute with a plan listing 3 replicas per partition), "
+    f"then {MIN_INSYNC} with kafka-configs.sh --alter --entity-type topics "
+    f"--add-config {MIN_INSYNC}=2"
+)
+
+
+@dataclass(frozen=True)
+class Replication:
+    """Replication factor and ``min.insync.replicas`` of new topics."""
+
+    factor: int
+    min_insync: int
+
+
+def decide_replication(
+    factor: int | Literal["auto"], min_insync: int | Literal["auto"], brokers: int
+) -> Replication:
+    """The replication of new topics on a cluster of ``brokers`` live brokers.
+
+    ``auto`` factor: one replica per broker up to 3. ``auto`` min ISR: 2 with 3+ replicas (an
+    acks=all write then survives the loss of any one broker and is refused rather than kept
+    on a single copy), else 1. Raises ValueError for a combination every acks=all write
+    would be refused with.
+    """
+    replicas = min(3, max(1, brokers)) if factor == "auto" else factor
+    in_sync = (2 if replicas >= 3 else 1) if min_insync == "auto" else min_insync
+    if in_sync > replicas:
+        raise ValueError(
+            f"CPEVENTS_MIN_INSYNC_REPLICAS={in_sync} is more than the {replicas} replicas of "
+            "each topic: every acks=all write would be refused"
+        )
+    return Replication(replicas, in_sync)
+
+
+def replication_for(settings: Settings, admin: AdminClient | None = None) -> Replication:
+    """The replication of new topics for ``settings``, asking the cluster how many brokers it
+    has when a setting is ``auto``."""
+    brokers = 1
+    if "auto" in (settings.replication_factor, settings.min_insync_replicas):
+        admin = admin or AdminClient(admin_config(settings))
+        brokers = len(admin.list_topics(timeout=30).brokers)
+    return decide_replication(settings.replication_factor, settings.min_insync_replicas, brokers)
+
+
+def replication_shortfall(
+    replicas: int, min_insync: str | None, wanted: Replication
+) -> dict[str, tuple[int | None, int]]:
+    """What an existing topic lacks against ``wanted``: key -> (actual, wanted), for the
+    replication factor (fewest replicas of any partition) and ``min.insync.replicas``."""
+    shortfall: dict[str, tuple[int | None, int]] = {}
+    if replicas < wanted.factor:
+        shortfall[FACTOR] = (replicas, wanted.factor)
+    actual = int(min_insync) if min_insync is not None and min_insync.isdigit() else None
+    if actual is None or actual < wanted.min_insync:
+        shortfall[MIN_INSYNC] = (actual, wanted.min_insync)
+    return shortfall
+
 
 @dataclass(frozen=True)
 class TopicResult:
@@ -49,6 +119,9 @@ class TopicResult:
     altered: dict[str, str] = field(default_factory=dict)
     #: Other keys that differ from the catalog (left as they are): key -> (actual, catalog).
     drift: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    #: Replication below the settings (left as it is): ``replication.factor`` and/or
+    #: ``min.insync.replicas`` -> (actual, wanted).
+    under_replicated: dict[str, tuple[int | None, int]] = field(default_factory=dict)
 
 
 def configured(spec: TopicSpec, settings: Settings) -> TopicSpec:
@@ -67,13 +140,14 @@ def ensure_topics(
     specs = specs if specs is not None else settings.topics.specs(settings.partitions)
     specs = [configured(spec, settings) for spec in specs]
     admin = AdminClient(admin_config(settings))
+    replication = replication_for(settings, admin)
     futures = admin.create_topics(
         [
             NewTopic(
                 spec.name,
                 num_partitions=spec.partitions,
-                replication_factor=settings.replication_factor,
-                config=spec.config,
+                replication_factor=replication.factor,
+                config={**spec.config, MIN_INSYNC: str(replication.min_insync)},
             )
             for spec in specs
         ],
@@ -91,13 +165,17 @@ def ensure_topics(
                 raise
             existing.append(by_name[name])
     if existing:
-        results.extend(_reconcile(admin, existing, timeout))
+        results.extend(_reconcile(admin, existing, replication, timeout))
     _wait_until_usable(admin, [spec.name for spec in specs], timeout)
     return sorted(results, key=lambda result: result.name)
 
 
-def _reconcile(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> list[TopicResult]:
-    """Compare existing topics' configuration with ``specs``; alter the enforced keys."""
+def _reconcile(
+    admin: AdminClient, specs: list[TopicSpec], replication: Replication, timeout: float
+) -> list[TopicResult]:
+    """Compare existing topics' configuration with ``specs``; alter the enforced keys; report
+    replication below ``replication``."""
+    replicas = _replica_counts(admin, [spec.name for spec in specs], timeout)
     resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in specs]
     described = admin.describe_configs(resources, request_timeout=timeout)
     actual: dict[str, dict[str, str | None]] = {}
@@ -129,11 +207,36 @@ def _reconcile(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> li
             changes.append(
                 ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=entries)
             )
-        results.append(TopicResult(spec.name, created=False, altered=altered, drift=drift))
+        under = replication_shortfall(
+            replicas.get(spec.name, replication.factor), current.get(MIN_INSYNC), replication
+        )
+        if under:
+            log.warning(
+                "topic %s is under-replicated for the settings (actual, wanted): %s; %s",
+                spec.name,
+                under,
+                RAISE_REPLICATION_HINT,
+            )
+        results.append(
+            TopicResult(
+                spec.name, created=False, altered=altered, drift=drift, under_replicated=under
+            )
+        )
     if changes:
         for future in admin.incremental_alter_configs(changes, request_timeout=timeout).values():
             future.result(timeout=timeout)
     return results
+
+
+def _replica_counts(admin: AdminClient, names: list[str], timeout: float) -> dict[str, int]:
+    """Topic -> the fewest replicas any of its partitions has."""
+    metadata = admin.list_topics(timeout=timeout)
+    counts: dict[str, int] = {}
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is not None and topic.partitions:
+            counts[name] = min(len(p.replicas) for p in topic.partitions.values())
+    return counts
 
 
 def _wait_until_usable(admin: AdminClient, names: list[str], timeout: float) -> None:

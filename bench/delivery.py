@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import pstats
+import signal
 import statistics
 import time
 import uuid
@@ -76,6 +77,7 @@ def run_receiver(port: int) -> None:
     never answers; /flaky and /lat* keep each event's arrival times."""
     times: dict[str, dict[str, list[float]]] = {}
     counts: dict[str, list[float]] = {}
+    closing = asyncio.Event()  # set on SIGTERM: hanging requests end, so the server can stop
 
     async def post(request: web.Request) -> web.Response:
         await request.read()
@@ -83,7 +85,8 @@ def run_receiver(port: int) -> None:
         path = request.path
         counts.setdefault(path, []).append(now)
         if path == "/hang":
-            await asyncio.sleep(3600)
+            await closing.wait()
+            return web.Response(status=503)
         if path == "/flaky" or path.startswith("/lat"):
             seen = times.setdefault(path, {}).setdefault(request.headers["webhook-id"], [])
             seen.append(now)
@@ -109,7 +112,23 @@ def run_receiver(port: int) -> None:
     app.router.add_post("/{tail:.*}", post)
     # Two addresses: an endpoint is a scheme, host and port, and the hanging one must be another
     # endpoint than the healthy ones (its own lane), as another tenant's server would be.
-    web.run_app(app, host=["127.0.0.1", HANGING_HOST], port=port, print=None, access_log=None)
+    asyncio.run(serve_until_terminated(app, [("127.0.0.1", port), (HANGING_HOST, port)], closing))
+
+
+async def serve_until_terminated(
+    app: web.Application, addresses: list[tuple[str, int]], closing: asyncio.Event
+) -> None:
+    """Serve ``app`` until SIGTERM, then end the requests still open (``closing``) and stop.
+
+    Not ``web.run_app``: its SIGTERM handling cancels whatever runs, hanging requests
+    included, and prints a traceback for each."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    for host, port in addresses:
+        await web.TCPSite(runner, host, port).start()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, closing.set)
+    await closing.wait()
+    await runner.cleanup()
 
 
 async def receiver_stats(session: aiohttp.ClientSession, base: str, path: str) -> dict[str, Any]:
@@ -192,6 +211,18 @@ async def ceiling(
     stats = await receiver_stats(session, base, path)
     count, first, last = float(stats["count"]), float(stats["first"]), float(stats["last"])
     return count / max(last - first, 1e-9)
+
+
+def new_traceparent() -> str:
+    """A sampled W3C trace context of a new trace."""
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu() -> float:
@@ -324,9 +355,15 @@ class Fixture:
             made.append((str(n).encode(), self.serde.tasks.encode(task, topic), task))
         return made
 
-    def send_tasks(self, prepared: list[tuple[bytes, bytes, DeliveryTask]]) -> None:
+    def send_tasks(
+        self, prepared: list[tuple[bytes, bytes, DeliveryTask]], traced: bool = False
+    ) -> None:
+        """Produce ``prepared``; ``traced``: each with a ``traceparent`` header of its own, as
+        the router writes them when tracing is on."""
+        topic = self.settings.topics.deliveries
         for key, value, _task in prepared:
-            self.producer.produce(self.settings.topics.deliveries, key=key, value=value)
+            headers = [("traceparent", new_traceparent())] if traced else None
+            self.producer.produce(topic, key=key, value=value, headers=headers)
             self.producer.poll(0)
         self.producer.flush(60)
 
@@ -461,6 +498,7 @@ async def measure(
     await worker
     await session.close()
     receiver.terminate()
+    receiver.join(10)
 
     print(json.dumps({"tasks": tasks, "rounds": rounds, "concurrency": CONCURRENCY}))
     print_rounds(results, tasks)
@@ -506,6 +544,207 @@ def print_latencies(
     )
 
 
+# -- --observability: the cost of metrics and of tracing (issue 16) ------------------------------
+
+MODES = ("off", "metrics", "tracing")
+
+
+def mode_environment(mode: str, sink_endpoint: str) -> dict[str, str | None]:
+    """The variables a worker of ``mode`` runs with (None: unset)."""
+    env: dict[str, str | None] = {
+        "CPEVENTS_METRICS_ENABLED": "false" if mode == "off" else "true",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": None,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": None,
+        "OTEL_TRACES_SAMPLER": None,
+        "OTEL_TRACES_EXPORTER": None,
+    }
+    if mode == "tracing":
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=sink_endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_TRACES_SAMPLER="always_on",
+        )
+    return env
+
+
+def run_worker(settings: Settings, stop: Any) -> None:
+    """A delivery worker in a process of its own (its metrics switch is read once per
+    process), tracing if the environment says so, until ``stop`` is set."""
+    from plumbing import tracing
+
+    tracing.configure("cpevents-delivery")
+
+    async def work() -> None:
+        done = asyncio.Event()
+        worker = asyncio.create_task(DeliveryWorker(settings).run(done))
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        done.set()
+        await worker
+
+    asyncio.run(work())
+    tracing.shutdown()  # exports what is pending
+
+
+@dataclass
+class ModeWorker:
+    """One mode's worker process, its topics and its fixture."""
+
+    mode: str
+    fx: Fixture
+    process: Any
+    stop: Any
+
+
+def start_mode_worker(
+    mode: str, settings: Settings, port: int, secret: str, sink_endpoint: str
+) -> ModeWorker:
+    """``mode``'s own topics, registry and worker process (one consumer group per mode)."""
+    own = settings.model_copy(
+        update={
+            "topic_prefix": f"{settings.topic_prefix}{mode}.",
+            # In-process mock registries: the worker's, filled in the same order, gives the
+            # same schema ids as this process's.
+            "schema_registry_url": f"mock://{uuid.uuid4().hex}",
+        }
+    )
+    ensure_topics(own)
+    serde = serde_for(own)
+    register_schemas(serde, own.topics)
+    fx = Fixture(own, serde, Producer(producer_config(own)), port, secret)
+    spawn = multiprocessing.get_context("spawn")
+    stop = spawn.Event()
+    process = spawn.Process(target=run_worker, args=(own, stop))
+    saved = {name: os.environ.get(name) for name in mode_environment(mode, "")}
+    try:
+        for name, value in mode_environment(mode, sink_endpoint).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        process.start()  # a spawned child takes this environment
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return ModeWorker(mode, fx, process, stop)
+
+
+ModeRound = tuple[str, float, float, float]  # mode, worker/s, ceiling/s, worker CPU s/delivery
+
+
+async def observability_rounds(
+    session: aiohttp.ClientSession, base: str, workers: list[ModeWorker], tasks: int, rounds: int
+) -> list[ModeRound]:
+    """off, metrics, tracing, off, metrics, tracing…: each worker's round against the bare
+    ceiling measured just before it."""
+    results: list[ModeRound] = []
+    batches = {
+        w.mode: [w.fx.prepare_tasks(w.fx.webhook(f"/{w.mode}{n}"), tasks) for n in range(rounds)]
+        for w in workers
+    }
+    requests = workers[0].fx.ceiling_requests(batches[workers[0].mode][0])
+    for n in range(rounds):
+        for w in workers:
+            bare_rate = await ceiling(session, base, f"/bare-{w.mode}{n}", requests, Phase())
+            w.fx.send_tasks(batches[w.mode][n], traced=w.mode == "tracing")
+            cpu = process_cpu(w.process.pid)
+            stats = await wait_count(session, base, f"/{w.mode}{n}", tasks, poll=0.05)
+            cpu = (process_cpu(w.process.pid) - cpu) / max(stats["count"], 1)
+            rate = stats["count"] / max(stats["last"] - stats["first"], 1e-9)
+            results.append((w.mode, rate, bare_rate, cpu))
+            print(
+                f"round {n + 1} {w.mode:<8} worker {rate:6.0f}/s   ceiling {bare_rate:6.0f}/s   "
+                f"{100 * rate / bare_rate:3.0f} %   worker cpu/delivery {1e6 * cpu:4.0f} us",
+                flush=True,
+            )
+    return results
+
+
+def print_observability(results: list[ModeRound], spans: int, traced: int) -> None:
+    ratios: dict[str, float] = {}
+    for mode in MODES:
+        rows = [r for r in results if r[0] == mode]
+        middle = sorted(rows, key=lambda r: r[1] / r[2])[len(rows) // 2]
+        ratios[mode] = middle[1] / middle[2]
+        cpu = statistics.median(r[3] for r in rows)
+        print(
+            f"{mode:<8} deliveries/s {middle[1]:7.0f}   {100 * ratios[mode]:4.0f} % of its "
+            f"ceiling (median round)   worker cpu/delivery {1e6 * cpu:4.0f} us (median)"
+        )
+    print(
+        f"cost of metrics  {100 * (1 - ratios['metrics'] / ratios['off']):5.1f} %   (target <= 3 %)"
+    )
+    tracing_cost = 100 * (1 - ratios["tracing"] / ratios["off"])
+    print(f"cost of tracing  {tracing_cost:5.1f} %   (target <= 15 %)")
+    print(f"spans received by the OTLP sink: {spans} (traced deliveries: {traced})")
+
+
+async def observability(settings: Settings, tasks: int, rounds: int) -> None:
+    from bench.otlp_sink import OtlpSink
+
+    port = free_port()
+    receiver = multiprocessing.Process(target=run_receiver, args=(port,), daemon=True)
+    receiver.start()
+    secret = generate_secret()
+    workers: list[ModeWorker] = []
+    session = aiohttp.ClientSession()
+    try:
+        with OtlpSink() as sink:
+            base = f"http://127.0.0.1:{port}"
+            await wait_for_receiver(session, base)
+            workers = [start_mode_worker(m, settings, port, secret, sink.endpoint) for m in MODES]
+            for w in workers:  # start-up and the group join stay out of the figures
+                w.fx.send_tasks(w.fx.prepare_tasks(w.fx.webhook(f"/warm-{w.mode}"), WARM_UP))
+            for w in workers:
+                await wait_count(session, base, f"/warm-{w.mode}", WARM_UP)
+            results = await observability_rounds(session, base, workers, tasks, rounds)
+            stop_workers(workers)
+            traced = WARM_UP + tasks * rounds  # a warm-up attempt is a span (a root) too
+            print(json.dumps({"tasks": tasks, "rounds": rounds, "concurrency": CONCURRENCY}))
+            print_observability(results, sink.spans(), traced)
+    finally:
+        stop_workers(workers)
+        await session.close()
+        receiver.terminate()
+        receiver.join(10)
+        for w in workers:
+            delete_topics(w.fx.settings)
+
+
+def stop_workers(workers: list[ModeWorker]) -> None:
+    for w in workers:
+        w.stop.set()
+    for w in workers:
+        w.process.join(60)
+        if w.process.exitcode is None:
+            w.process.kill()
+            w.process.join()
+
+
+def delete_topics(settings: Settings) -> None:
+    """The cluster may be shared: leave no bench topics behind."""
+    names = [spec.name for spec in settings.topics.specs(settings.partitions)]
+    admin = AdminClient(admin_config(settings))  # kept alive until every future resolves
+    for future in admin.delete_topics(names).values():
+        with contextlib.suppress(Exception):
+            future.result(timeout=30)
+
+
+def observability_settings(bootstrap: str) -> Settings:
+    return Settings(
+        bootstrap_servers=bootstrap,
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+        retry_tiers=("500ms", "1s"),
+        secret_key=SecretStr(generate_encryption_key()),
+        delivery_allowed_networks=("127.0.0.0/8",),
+        delivery_per_endpoint_limit=CONCURRENCY,
+        delivery_breaker_failures=100_000,
+        delivery_timeout=HANG_TIMEOUT,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=10000, help="tasks per round")
@@ -514,13 +753,22 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="FILE", help="cProfile the event loop while the worker delivers"
     )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="instead: throughput with metrics off, metrics on, and tracing to a local OTLP "
+        "sink, alternated round by round (a worker process per mode)",
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.tasks < 1:
         parser.error("--rounds and --tasks must be at least 1")
     with kafka_cluster(
         Settings(bootstrap_servers=os.environ.get("CPEVENTS_BOOTSTRAP_SERVERS"))
     ) as servers:
-        asyncio.run(bench(servers, args.tasks, args.rounds, args.retries, args.profile))
+        if args.observability:
+            asyncio.run(observability(observability_settings(servers), args.tasks, args.rounds))
+        else:
+            asyncio.run(bench(servers, args.tasks, args.rounds, args.retries, args.profile))
 
 
 if __name__ == "__main__":

@@ -5,21 +5,28 @@
 Prints events/s for:
   bare read          the ceiling: what librdkafka hands Python for the same range. Offsets for
                      the window's times, every partition assigned, consume() in batches of the
-                     same size with the same consumer settings as replay (READ_CONFIG), each
-                     partition done at its end offset; nothing else.
+                     same size with the same consumer settings as replay (READ_CONFIG), never
+                     asking for more than the offsets left (as replay: else the last call
+                     idles for its whole timeout), each partition done at its end offset;
+                     nothing else.
   bare read+decode   the same, each value decoded with confluent-kafka's AvroDeserializer
                      (what a hand-written audit script does)
-  replay             cpevents' replay as `cpevents replay` runs it: offsets-for-times plan, heap
-                     merge across partitions, decode, filter, JSON lines written in chunks to
-                     /dev/null
+  replay             cpevents' replay as `cpevents replay` runs it for JSON output (its batch
+                     path, streams/audit/run.json_line_batches): offsets-for-times plan, merge
+                     across partitions, decode (transcoded from the Avro bytes), filter, JSON
+                     lines written in chunks to /dev/null
   replay --tenant    the same with a filter that keeps a third of the events
-and each replay's ratio to the bare read (target >= 50 %). Every figure includes its own set-up
-(consumer, metadata, offsets). The machine may be shared: compare ratios over several runs.
+and each replay's ratio to the bare read (target >= 75 %). Every figure includes its own set-up
+(consumer, metadata, offsets). Beside wall time, each run's process CPU time (time.process_time:
+every thread, librdkafka's included) is printed per record: on a shared machine it is the
+robust figure, wall-clock rates move with the neighbours' load. ``--skip-deserializer`` leaves
+out the AvroDeserializer row (the slowest, and not a target).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import time
@@ -40,9 +47,10 @@ from plumbing.settings import Settings
 from schemas.event import Event
 from schemas.event_types import EventType
 from schemas.serde import Serde
-from streams.audit import RangeReader, RecordFilter, ReplayRequest, ReplayStats, TimeRange, entries
+from streams.audit import RangeReader, RecordFilter, ReplayRequest, ReplayStats, TimeRange
 from streams.audit.reader import CONSUME_BATCH, READ_CONFIG
 from streams.audit.render import JsonLines
+from streams.audit.run import json_line_batches
 
 TYPES = [EventType.INSTANCE_STARTED, EventType.DEPLOY_SUCCEEDED, EventType.HEALTH_PASSED]
 TENANTS = ["ten_a", "ten_b", "ten_c"]
@@ -116,8 +124,10 @@ def bare_read(
     assignment, ends = _window_assignment(consumer, topics, window)
     consumer.assign(assignment)
     count = 0
+    # As RangeReader: no more than the offsets left, so that the last call does not idle.
+    left = sum(end - tp.offset for tp, end in zip(assignment, ends.values(), strict=True))
     while ends:
-        for message in consumer.consume(CONSUME_BATCH, 0.2):
+        for message in consumer.consume(max(1, min(CONSUME_BATCH, left - count)), 0.2):
             coordinates = (message.topic() or "", message.partition() or 0)
             if coordinates not in ends:
                 continue
@@ -149,8 +159,9 @@ def avro_deserializer(serde: Serde) -> Callable[[bytes, str], object]:
 
 
 def replay(settings: Settings, serde: Serde, request: ReplayRequest) -> tuple[int, int]:
-    """What `cpevents replay` does for JSON output, to /dev/null."""
+    """What `cpevents replay` does for JSON output (its batch path), to /dev/null."""
     stats = ReplayStats()
+    gc.freeze()  # as the command does before reading (start-up state is not the read's)
     with (
         open(os.devnull, "wb") as sink,
         RangeReader(
@@ -158,19 +169,18 @@ def replay(settings: Settings, serde: Serde, request: ReplayRequest) -> tuple[in
         ) as reader,
     ):
         lines = JsonLines(sink)
-        records = reader.records(lambda _consumed: lines.flush())
-        for _, entry in entries(
-            request, records, serde, lambda r, e: None, stats, events_as_json=True
-        ):
-            lines.write(entry)
+        batches = reader.batches(lambda _consumed: lines.flush())
+        for chunk in json_line_batches(request, batches, serde, lambda r, e: None, stats):
+            lines.write_lines(chunk)
         lines.flush()
     return stats.read, stats.matched
 
 
-def timed(run: Callable[[], int]) -> tuple[float, int]:
-    started = time.perf_counter()
+def timed(run: Callable[[], int]) -> tuple[float, float, int]:
+    """Wall seconds, process CPU seconds (all threads) and the result of ``run``."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = run()
-    return time.perf_counter() - started, result
+    return time.perf_counter() - started, time.process_time() - cpu_started, result
 
 
 def main() -> None:
@@ -179,6 +189,7 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-deserializer", action="store_true")
     args = parser.parse_args()
     with kafka_cluster(Settings()) as servers:
         settings = Settings(
@@ -188,7 +199,7 @@ def main() -> None:
         )
         ensure_topics(settings)
         try:
-            run_bench(settings, args.events, args.rounds)
+            run_bench(settings, args.events, args.rounds, skip_deserializer=args.skip_deserializer)
         finally:
             # The cluster may be shared: leave no bench topics behind.
             names = [spec.name for spec in settings.topics.specs(settings.partitions)]
@@ -197,7 +208,7 @@ def main() -> None:
                 future.result(timeout=30)
 
 
-def run_bench(settings: Settings, events: int, rounds: int) -> None:
+def run_bench(settings: Settings, events: int, rounds: int, *, skip_deserializer: bool) -> None:
     """Produce ``events`` once, then time every reader over them ``rounds`` times."""
     serde = serde_for(settings)
     base_ms = int(time.time() * 1000) - 3_600_000
@@ -212,39 +223,67 @@ def run_bench(settings: Settings, events: int, rounds: int) -> None:
         time_range=window, selection=RecordFilter.of(tenants=["ten_b"]), subsystems=subsystems
     )
     decode = avro_deserializer(serde)
-    names = [
-        "bare read (ceiling)",
-        "bare read + AvroDeserializer",
-        "replay (all events, JSON)",
-        "replay --tenant ten_b",
-    ]
-    runs: list[Callable[[], int]] = [
-        lambda: bare_read(settings, topics, window, None),
-        lambda: bare_read(settings, topics, window, decode),
-        lambda: replay(settings, serde, everything)[0],
-        lambda: replay(settings, serde, one_tenant)[0],
-    ]
+    runs: dict[str, Callable[[], int]] = {
+        "bare read (ceiling)": lambda: bare_read(settings, topics, window, None),
+        "bare read + AvroDeserializer": lambda: bare_read(settings, topics, window, decode),
+        "replay (all events, JSON)": lambda: replay(settings, serde, everything)[0],
+        "replay --tenant ten_b": lambda: replay(settings, serde, one_tenant)[0],
+    }
+    if skip_deserializer:
+        del runs["bare read + AvroDeserializer"]
     # Interleaved rounds, so load from others on the machine hits every figure alike.
-    seconds: list[list[float]] = [[] for _ in runs]
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
-        for index, run in enumerate(runs):
-            elapsed, count = timed(run)
-            assert count == events, (names[index], count)
-            seconds[index].append(elapsed)
+        for name, run in runs.items():
+            elapsed, cpu_seconds, count = timed(run)
+            assert count == events, (name, count)
+            seconds[name].append(elapsed)
+            cpu[name].append(cpu_seconds)
     kept = replay(settings, serde, one_tenant)[1]
+    _report(events, rounds, kept, seconds, cpu)
+
+
+def _report(
+    events: int,
+    rounds: int,
+    kept: int,
+    seconds: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+) -> None:
+    """Medians of the rounds, and the medians of the per-round ratios to the bare read."""
+    bare = "bare read (ceiling)"
     print(f"{rounds} rounds; median of each, and the median of the per-round ratios")
-    print(f"{'':38}{'records':>9}{'seconds':>9}{'records/s':>12}{'vs bare':>9}")
-    for index, name in enumerate(names):
-        median = statistics.median(seconds[index])
-        ratio = statistics.median(
-            bare / mine for bare, mine in zip(seconds[0], seconds[index], strict=True)
-        )
-        label = f"{name} ({kept} kept)" if index == 3 else name
-        print(f"{label:38}{events:9d}{median:9.2f}{events / median:12,.0f}{ratio:9.1%}")
-    per_round = ", ".join(
-        f"{bare / mine:.0%}" for bare, mine in zip(seconds[0], seconds[2], strict=True)
+    print(
+        f"{'':38}{'records':>9}{'seconds':>9}{'records/s':>12}{'vs bare':>9}"
+        f"{'CPU µs/rec':>12}{'CPU vs bare':>13}"
     )
-    print(f"replay (all events, JSON) vs bare read, per round: {per_round}")
+    for name in seconds:
+        median = statistics.median(seconds[name])
+        ratio = statistics.median(
+            ceiling / mine for ceiling, mine in zip(seconds[bare], seconds[name], strict=True)
+        )
+        cpu_per_record = statistics.median(cpu[name]) / events * 1e6
+        cpu_ratio = statistics.median(
+            ceiling / mine for ceiling, mine in zip(cpu[bare], cpu[name], strict=True)
+        )
+        label = f"{name} ({kept} kept)" if name.startswith("replay --tenant") else name
+        print(
+            f"{label:38}{events:9d}{median:9.2f}{events / median:12,.0f}{ratio:9.1%}"
+            f"{cpu_per_record:12.2f}{cpu_ratio:13.1%}"
+        )
+    everything = "replay (all events, JSON)"
+    for label, figures in (("wall", seconds), ("CPU", cpu)):
+        per_round = ", ".join(
+            f"{ceiling / mine:.0%}"
+            for ceiling, mine in zip(figures[bare], figures[everything], strict=True)
+        )
+        print(f"{everything} vs bare read ({label}), per round: {per_round}")
+    cpu_rounds = ", ".join(
+        f"{bare_cpu / events * 1e6:.2f}/{mine / events * 1e6:.2f}"
+        for bare_cpu, mine in zip(cpu[bare], cpu[everything], strict=True)
+    )
+    print(f"CPU µs/record per round (bare/replay): {cpu_rounds}")
 
 
 if __name__ == "__main__":

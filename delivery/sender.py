@@ -52,10 +52,12 @@ class Sender(AsyncTransport):
         self._session: aiohttp.ClientSession | None = None
         self._deadlines = Deadlines(config.timeout)
         self._enforcer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the session runs on
         # url -> the parsed URL, or why the guard refuses it: a webhook's URL is checked once.
         self._vetted: dict[str, URL | BlockedAddressError] = {}
 
     async def __aenter__(self) -> Self:
+        self._loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(self._allowed),
             limit=self._config.concurrency,
@@ -93,7 +95,8 @@ class Sender(AsyncTransport):
         """POST ``body``; never raises for the endpoint's behaviour, only reports it."""
         assert self._session is not None, "use Sender as an async context manager"
         started = time.perf_counter()
-        attempt = asyncio.current_task()
+        # The loop passed: Python 3.11's current_task would look it up on every attempt.
+        attempt = asyncio.current_task(self._loop)
         assert attempt is not None, "post runs in a task"
         self._deadlines.start(attempt)
         try:

@@ -60,6 +60,10 @@ _ADMIT_SLICE = 64
 # How often the loop writes the outputs of finished attempts and serves producer
 # acknowledgements (seconds).
 _ACK_INTERVAL = 0.005
+# With nothing in flight and nothing unacknowledged there is nothing to settle: the pass then
+# waits for the next admitted record (or this long), so an idle worker does not wake 200 times
+# a second.
+_IDLE_ACK_INTERVAL = 0.5
 # At the in-flight limit, wait this long for room before pausing every partition: pausing
 # drops librdkafka's prefetched records, so it is kept for endpoints that stay slow.
 _ROOM_WAIT = 0.5
@@ -100,6 +104,7 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()  # lane runners and webhook catch-ups
         self._failure: BaseException | None = None
         self._last_commit = 0.0
+        self._admitted = asyncio.Event()  # set when records are admitted: wakes an idle ack pass
         self._partitions = PartitionBook(config.concurrency, _BATCH)
         self._directory = WebhookDirectory(settings, serde)
         self._planner = DeliveryPlanner(config, topics, serde, self._directory)
@@ -126,6 +131,7 @@ class DeliveryWorker:
         self._route = self._dispatcher.route  # bound once: called for every record
         # Counted in the settle pass; queues, breakers and in-flight read when scraped.
         self._metrics = worker_metrics(settings, self._lanes, self._partitions)
+        self._tally = self._metrics.tally(self._planner.dead_letter_topic, topics.webhooks, clock)
         consumer = Consumer(
             consumer_config(
                 settings,
@@ -189,6 +195,8 @@ class DeliveryWorker:
             messages = await consumer.call(
                 consume_available, consumer.consumer, batch, _POLL_TIMEOUT
             )
+            if messages:
+                self._admitted.set()
             for n, message in enumerate(messages, 1):
                 self._admit(message)
                 if n % _ADMIT_SLICE == 0:
@@ -218,10 +226,16 @@ class DeliveryWorker:
     async def _serve_acks(self) -> None:
         """Write the outputs of finished attempts, and run producer delivery callbacks on the
         loop (so they touch worker state directly)."""
+        producer, partitions, admitted = self._producer, self._partitions, self._admitted
         while True:
             self._settle_attempts()
-            self._producer.poll(0)
-            await asyncio.sleep(_ACK_INTERVAL)
+            producer.poll(0)
+            if partitions.in_flight or len(producer) or self._lanes.attempted:
+                await asyncio.sleep(_ACK_INTERVAL)
+                continue
+            admitted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(admitted.wait(), _IDLE_ACK_INTERVAL)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -322,8 +336,7 @@ class DeliveryWorker:
         if not lanes.attempted:
             return
         attempted, lanes.attempted = lanes.attempted, []
-        after_attempt, clock = self._planner.after_attempt, self._clock
-        tally = self._metrics.tally(self._planner.dead_letter_topic, self._topics.webhooks, clock)
+        after_attempt, clock, tally = self._planner.after_attempt, self._clock, self._tally
         for job, result in attempted:
             task, webhook = job.task, job.webhook
             assert task is not None and webhook is not None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -120,6 +121,8 @@ class KafkaBus:
         self._subscriptions: list[_KafkaSubscription] = []
         self._closed = False
         self._published = producer_metrics().published
+        # publish() returns the events, never where they were stored: acknowledgements only.
+        self._send_counted = functools.partial(self._producer.send_batch, positions=False)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -159,9 +162,9 @@ class KafkaBus:
                 check_event_size(value, limit, f"[{index}]." if prefix is None else prefix)
             records.append(Record(topic, event.tenant_id.encode(), value))
         if tracing.enabled:  # a producer span, child of the caller's current span
-            await traced_publish(self._producer.send_batch, records)
+            await traced_publish(self._send_counted, records)
         else:
-            await self._producer.send_batch(records)
+            await self._send_counted(records)
         self._published.inc(len(records))
         return batch
 

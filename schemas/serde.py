@@ -21,15 +21,25 @@ import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from schemas import gojson
 from schemas.attempt_records import webhook_delivery_avro
 from schemas.avsc import schema_dict, schema_str
 from schemas.delivery_records import DeliveryStatus, DeliveryTask, WebhookDelivery
 from schemas.event import Event
+from schemas.event_types import EventType
 from schemas.timestamps import to_epoch_micros
 from schemas.transcode import DeliveryTaskJson, EventJson, delivery_task_json, event_json
 from schemas.webhook import Webhook
 from schemas.wire import HEADER_SIZE as HEADER_SIZE  # importable from here too
-from schemas.wire import WireFormatError, header, read_long, read_string, schema_id_of
+from schemas.wire import (
+    WireFormatError,
+    encode_long,
+    encode_string,
+    header,
+    read_long,
+    read_string,
+    schema_id_of,
+)
 
 
 class AvroModel(Protocol):
@@ -283,7 +293,7 @@ class Serde:
         """``registry``: the registry's URL, or a ``SchemaRegistryClient`` configuration."""
         client = registry_client(registry)
         self.client = client
-        self.events: AvroCodec[Event] = AvroCodec(client, Event, "Event")
+        self.events: AvroCodec[Event] = AvroCodec(client, Event, "Event", event_body)
         self.webhooks: AvroCodec[Webhook] = AvroCodec(client, Webhook, "Webhook")
         self.tasks: AvroCodec[DeliveryTask] = AvroCodec(client, DeliveryTask, "DeliveryTask")
         self.deliveries: AvroCodec[WebhookDelivery] = AvroCodec(
@@ -351,6 +361,33 @@ class Serde:
         )
 
 
+# Each catalog type's Avro string, written once: every published event carries one.
+_TYPE_AVRO: dict[str, bytes] = {str(t): encode_string(str(t)) for t in EventType}
+_NULL = b"\x00"  # the null branch of a ["null", "string"] union
+_STRING_BRANCH = b"\x02"  # its string branch (index 1, zig-zag)
+
+
+def event_body(event: Event) -> bytes:
+    """The Avro body of an Event record (schemas/avro/event.avsc), written field by field.
+
+    Byte-identical to fastavro's encoding of ``event.to_avro()`` (a unit test compares them)
+    and about three times cheaper: every event ``KafkaBus`` and the gateway publish is encoded
+    here. Its parts are joined once rather than appended to a growing buffer."""
+    instance_id = event.instance_id
+    actor_id = event.actor_id
+    return b"".join(
+        (
+            encode_string(event.id),
+            _TYPE_AVRO.get(event.type) or encode_string(str(event.type)),
+            encode_string(event.tenant_id),
+            _NULL if instance_id is None else _STRING_BRANCH + encode_string(instance_id),
+            _NULL if actor_id is None else _STRING_BRANCH + encode_string(actor_id),
+            encode_string(gojson.dumps(event.payload)),
+            encode_long(to_epoch_micros(event.timestamp)),
+        )
+    )
+
+
 def webhook_delivery_body(record: WebhookDelivery) -> bytes:
     """The Avro body of an attempt record, written directly (one per delivery attempt)."""
     return webhook_delivery_avro(
@@ -371,5 +408,11 @@ def webhook_delivery_body(record: WebhookDelivery) -> bytes:
 
 def _event_json_of(event: Event, end: int) -> EventJson:
     return EventJson(
-        event.to_json().encode(), event.id, str(event.type), event.tenant_id, event.instance_id, end
+        event.to_json().encode(),
+        event.id,
+        str(event.type),
+        event.tenant_id,
+        event.instance_id,
+        end,
+        to_epoch_micros(event.timestamp),
     )

@@ -10,15 +10,19 @@ an event is lost, and at-least-once is the router's promise.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streams.raw_batches import RawBatchMixin
 
-class CommitSafeConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, committing only up to the first unacked offset."""
+
+class CommitSafeConsumer(RawBatchMixin, faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, committing only up to the first unacked offset, with the
+    router's raw-batch path (``streams.raw_batches``)."""
 
     def _new_offset(self, tp: TP) -> int | None:
         committed = self._committed_offset[tp]
@@ -39,6 +43,22 @@ class CommitSafeTransport(faust_aiokafka.Transport):
 
 class CommitSafeApp(faust.App):
     """A Faust app whose consumer uses :class:`CommitSafeConsumer`."""
+
+    #: Topics read as raw batches (see :meth:`read_raw`), and the largest batch.
+    raw_topics: frozenset[str] = frozenset()
+    raw_batch_size: int = 1000
+
+    def read_raw(self, topics: Iterable[str], batch_size: int) -> None:
+        """Have the consumer hand ``topics``' records to ``consumer.raw_batches()`` (see
+        ``streams.raw_batches``) rather than to Faust's streams; before the app starts."""
+        self.raw_topics = frozenset(topics)
+        self.raw_batch_size = batch_size
+
+    def _new_consumer(self) -> Any:
+        consumer = cast(CommitSafeConsumer, super()._new_consumer())
+        consumer.raw_topics = self.raw_topics
+        consumer.raw_batch_size = self.raw_batch_size
+        return consumer
 
     def _new_transport(self) -> Any:
         return CommitSafeTransport(self.conf.broker_consumer, self)

@@ -31,3 +31,11 @@ class FaustRecord:
         headers = self._message.headers or []
         pairs = headers.items() if isinstance(headers, dict) else headers
         return [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in pairs]
+
+
+class ConsumerRecordView(FaustRecord):
+    """An aiokafka ``ConsumerRecord`` (what the router's raw batches hold) seen the same way:
+    its ``timestamp`` is in milliseconds already."""
+
+    def timestamp(self) -> tuple[int, int]:
+        return TIMESTAMP_CREATE_TIME, int(self._message.timestamp or 0)

@@ -14,8 +14,9 @@
   returns once Kafka acknowledged the record, through the router's writer (BatchWriter).
 - :class:`MemorySink` replaces Kafka for unit tests (``streams.testing``).
 
-The router's path is untouched: its stream has no processor added and its topic keeps the raw
-codec, so a worker without processors does no more per record than before.
+The router's path is untouched: it reads raw batches from the consumer, not a Faust stream
+(``streams.raw_batches``), so a worker without processors does no more per record than before;
+an event topic a processor reads reaches its stream as Faust messages as well.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ class KafkaSink:
     async def write(self, records: Sequence[Record]) -> None:
         if self._writer is None or self._lock is None:
             # Created on first use, in the worker's event loop: no producer without processors.
-            config = producer_config(self._settings, **{"client.id": "processors"})
+            overrides: dict[str, Any] = {"client.id": "processors"}
+            config = producer_config(self._settings, **overrides)
             self._writer = BatchWriter(Producer(config))
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -285,7 +287,7 @@ class MemoryEventsChannel(faust.Channel[Event]):
 class ProcessorStream(faust.Stream[Any]):
     """The app's stream class: over an :class:`EventsTopic`, admission comes first.
 
-    Streams over other channels (the router's) get nothing added: the check runs once, here.
+    Streams over other channels get nothing added: the check runs once, here.
     """
 
     def __init__(self, channel: Any, **kwargs: Any) -> None:
@@ -310,7 +312,7 @@ def events_topic(
         key_type=bytes,
         key_serializer="raw",
         # No value type: every processor's topic shares the decoded Event of a record (Faust
-        # decodes once per key/value type pair); the router's raw channel is apart.
+        # decodes once per key/value type pair); the router reads raw batches, apart.
         value_serializer=io.codec,
         admission=Admission(wanted, io),
     )

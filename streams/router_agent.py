@@ -1,10 +1,12 @@
 """The router agent: events ⋈ webhook configs → delivery tasks, at least once.
 
-Faust has no stream-table join, so the join is a lookup in the broadcast webhook index. The agent
-takes batches (``take_events``), produces every batch's tasks (and dead letters) with a
-confluent-kafka producer and returns to Faust only when Kafka acknowledged all of them: Faust acks
-a taken batch's events only after the loop body finished, and commits only acked offsets, so a
-crash at any point replays the batch (same delivery ids) instead of losing it.
+Faust has no stream-table join, so the join is a lookup in the broadcast webhook index. The
+router takes raw batches of event records from the app's consumer (``streams.raw_batches``:
+aiokafka's records, without Faust's per-message events, futures and acks), produces every
+batch's tasks (and dead letters) with a confluent-kafka producer and returns only when Kafka
+acknowledged all of them: a batch's offsets are acked only after that, and Faust commits only
+acked offsets, so a crash at any point replays the batch (same delivery ids) instead of losing
+it.
 
 A task Kafka refuses as too large (its webhook URL and the event together exceed the
 deliveries topic's ``max.message.bytes``) would replay its batch forever. The writer returns
@@ -17,6 +19,7 @@ ids, so those repeat with the ids the delivery side already saw).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -24,7 +27,6 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any, cast
 
-import faust
 from confluent_kafka import Message, Producer
 
 from plumbing import tracing
@@ -32,8 +34,9 @@ from plumbing.kafka.clients import producer_config
 from plumbing.kafka.deadletter import dead_letter_headers
 from plumbing.kafka.produce import Record
 from streams.app import StreamsContext
+from streams.commits import CommitSafeApp, CommitSafeConsumer
 from streams.fanout import RegistryUnavailable, Router
-from streams.faust_record import FaustRecord
+from streams.faust_record import ConsumerRecordView
 from streams.metrics import router_metrics, traced_tasks
 from streams.writer import BatchWriter, Refused
 
@@ -55,21 +58,17 @@ class RouterAgent:
         self._deliveries = topics.deliveries
         self._dead_letters = topics.events_dlt
         self._router = Router(ctx.serde, ctx.webhooks.index, topics.deliveries)
-        self._writer = writer or BatchWriter(
-            Producer(
-                producer_config(
-                    ctx.settings,
-                    **{"linger.ms": 2, "batch.size": 1_000_000, "client.id": "router"},
-                )
-            )
-        )
+        overrides: dict[str, Any] = {"linger.ms": 2, "batch.size": 1_000_000, "client.id": "router"}
+        self._writer = writer or BatchWriter(Producer(producer_config(ctx.settings, **overrides)))
         self.routed_events = 0
         self.tasks_written = 0
         self.dead_lettered = 0
         self._metrics = router_metrics()  # counted once per batch (process)
 
     def outputs(self, messages: Sequence[Any]) -> list[Record]:
-        """The tasks and dead letters for a batch of Faust messages, in input order."""
+        """The tasks and dead letters for a batch of consumed records (aiokafka's
+        ``ConsumerRecord``: ``topic``, ``partition``, ``offset``, ``key``, ``value``,
+        ``headers``, ``timestamp`` in ms), in input order."""
         return self._outputs(messages)[0]
 
     def _outputs(self, messages: Sequence[Any]) -> tuple[list[Record], list[int]]:
@@ -100,17 +99,16 @@ class RouterAgent:
         return out, starts
 
     def _dead_letter(self, message: Any, reason: str, failed_at_ms: int) -> Record:
-        # FaustRecord provides the Message methods dead_letter_headers reads.
-        coordinates = cast(Message, FaustRecord(message))
+        # The view provides the Message methods dead_letter_headers reads.
+        coordinates = cast(Message, ConsumerRecordView(message))
         headers = dead_letter_headers(coordinates, reason, SOURCE, failed_at_ms)
         return Record(self._dead_letters, message.key, message.value, headers)
 
     async def process(self, messages: Sequence[Any]) -> None:
         """Write a batch's outputs; return only once Kafka acknowledged them.
 
-        Leaving this method by an exception makes Faust ack the batch (take_events' finally)
-        and a commit may follow, so an unconfirmed batch ends the process instead: the next
-        owner of the partitions replays it (same delivery ids).
+        An unconfirmed batch ends the process at once (no ack, no commit, no graceful stop
+        that could commit): the next owner of the partitions replays it (same delivery ids).
         """
         started = time.perf_counter()
         tasks_before, dead_before = self.tasks_written, self.dead_lettered
@@ -211,18 +209,37 @@ class RouterAgent:
 
 
 def install_router(ctx: StreamsContext) -> RouterAgent:
-    """Declare the router agent on ``ctx.app``; returns it (its counters serve diagnostics)."""
-    agent = RouterAgent(ctx)
-    options = ctx.options
+    """Declare the router on ``ctx.app``; returns it (its counters serve diagnostics).
 
-    # concurrency=1: with more, a commit can pass a message still in flight (faust issue #606).
-    @ctx.app.agent(ctx.events_topic, name="router", concurrency=1)
-    async def route(stream: faust.StreamT[bytes]) -> None:
-        batches = cast(faust.Stream[bytes], stream).take_events(
-            options.batch_size, within=options.batch_within
-        )
-        async for events in batches:
-            await agent.process([event.message for event in events])
+    The router reads the event topics as raw batches from the app's consumer
+    (``streams.raw_batches``): one batch at a time, acked (then committed by Faust) only once
+    :meth:`RouterAgent.process` returned, i.e. once Kafka acknowledged the batch's outputs.
+    """
+    agent = RouterAgent(ctx)
+    app = cast(CommitSafeApp, ctx.app)
+    app.read_raw(ctx.settings.topics.all_events, ctx.options.batch_size)
+    log.info(
+        "router: reading %d event topics as raw batches of up to %d records",
+        len(app.raw_topics),
+        app.raw_batch_size,
+    )
+
+    async def route() -> None:
+        consumer = cast(CommitSafeConsumer, app.consumer)
+        try:
+            # aclosing: a failed batch must leave the generator at once (unacked, and a stop
+            # waiting for the batch in flight is not kept waiting).
+            async with contextlib.aclosing(consumer.raw_batches()) as batches:
+                async for batch in batches:
+                    await agent.process(batch.records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Nothing of the failed batch is acked: the worker stops, the next owner replays.
+            log.critical("router failed: %r; stopping the worker", exc)
+            await app.crash(exc)
+
+    app.task(route)
 
     @ctx.app.page("/router/stats/")
     async def stats(web: Any, request: Any) -> Any:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -30,8 +31,14 @@ from streams.audit.redeliver import (
     load_webhook,
     redelivery_filter,
 )
-from streams.audit.render import JsonLines, columns, table_row
-from streams.audit.run import AuditTopic, ReplayRequest, count_matches, entries
+from streams.audit.render import Entry, JsonLines, columns, table_row
+from streams.audit.run import (
+    AuditTopic,
+    ReplayRequest,
+    count_matches,
+    entries,
+    json_line_batches,
+)
 
 TABLE_PAGE = 100
 
@@ -125,7 +132,8 @@ def replay(
         request.topics(settings),
         request.time_range,
         follow=plan.follow,
-        headers=request.reads_headers,
+        # A redelivery continues each event's trace: it needs the records' traceparent.
+        headers=request.reads_headers or sender is not None,
     )
     try:
         with reader:
@@ -226,7 +234,6 @@ def _emit(
 ) -> ReplayStats:
     stats = ReplayStats()
     lines = JsonLines(sys.stdout.buffer) if output_format is OutputFormat.JSON else None
-    page: list[tuple[str, ...]] = []
     total = None if any(s.end is None for s in reader.spans) else reader.total
     with _progress() as progress:
         report = _report_undecodable(err_console if progress is None else progress.console)
@@ -239,27 +246,43 @@ def _emit(
             if lines is not None:
                 lines.flush()
 
-        records = reader.records(on_batch)
-        # Redelivery needs Event objects; printing alone takes events in their JSON form.
-        as_json = lines is not None and sender is None
-        for record, entry in entries(
-            request, records, serde, report, stats, events_as_json=as_json
-        ):
-            if sender is not None and isinstance(entry, Event):
-                sender.send(entry)
-            if lines is not None:
-                lines.write(entry)
-            else:
-                page.append(table_row(entry, record.timestamp_ms))
-                if len(page) >= TABLE_PAGE:
-                    _print_table(request, page)
-                    page = []
-        if page:
-            _print_table(request, page)
+        # Everything alive now is start-up state (modules, settings, clients), kept to the end:
+        # frozen, the collector's full passes during the read walk only the read's objects.
+        gc.freeze()
+        if lines is not None and sender is None:
+            # Printing JSON lines only: a batch at a time, events transcoded from their bytes.
+            batches = reader.batches(on_batch)
+            for chunk in json_line_batches(request, batches, serde, report, stats):
+                lines.write_lines(chunk)
+        else:
+            # Redelivery needs Event objects, a table its rows: record by record.
+            records = entries(request, reader.records(on_batch), serde, report, stats)
+            _emit_entries(request, records, lines, sender)
     if lines is not None:
         lines.flush()
     sys.stdout.flush()
     return stats
+
+
+def _emit_entries(
+    request: ReplayRequest,
+    records: Iterable[tuple[RawRecord, Entry]],
+    lines: JsonLines | None,
+    sender: TaskSender | None,
+) -> None:
+    page: list[tuple[str, ...]] = []
+    for record, entry in records:
+        if sender is not None and isinstance(entry, Event):
+            sender.send(entry, record.headers)
+        if lines is not None:
+            lines.write(entry)
+        else:
+            page.append(table_row(entry, record.timestamp_ms))
+            if len(page) >= TABLE_PAGE:
+                _print_table(request, page)
+                page = []
+    if page:
+        _print_table(request, page)
 
 
 def _print_table(request: ReplayRequest, rows: list[tuple[str, ...]]) -> None:

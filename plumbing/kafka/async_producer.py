@@ -40,14 +40,17 @@ class AsyncProducer:
         (delivered,) = await self.send_batch([Record(topic, key, value, headers or ())])
         return delivered
 
-    async def send_batch(self, records: Sequence[Record]) -> list[Delivered]:
-        """Write ``records`` (in order per partition); return once every one is acknowledged.
+    async def send_batch(
+        self, records: Sequence[Record], *, positions: bool = True
+    ) -> list[Delivered]:
+        """Write ``records`` (in order per partition); return once every one is acknowledged,
+        with where each was stored (nothing with ``positions=False``: cheaper per record).
 
         Raises PublishError if any record failed; the others may have been stored (at least once).
         """
         if not records:
             return []
-        batch = AsyncBatchAck(asyncio.get_running_loop())
+        batch = AsyncBatchAck(asyncio.get_running_loop(), positions=positions)
         return await batch.send_all_async(self._producer, records)
 
     async def flush(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109 - librdkafka flush

@@ -228,12 +228,17 @@ class AsyncBatchAck(BatchAck):
     completes the future. The result lists where each acknowledged record was stored.
     """
 
-    __slots__ = ("_expected", "_lock", "_loop", "delivered", "future")
+    __slots__ = ("_expected", "_lock", "_loop", "_positions", "delivered", "future")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, what: str = "records") -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, what: str = "records", *, positions: bool = True
+    ) -> None:
+        """``positions=False``: count acknowledgements only, the result stays empty (a caller
+        that never reads where records went saves a tuple per record, on the poll thread)."""
         super().__init__(what)
         self._loop = loop
         self._lock = threading.Lock()
+        self._positions = positions
         self._expected = -1  # unknown until sealed
         self.delivered: list[Delivered] = []
         self.future: asyncio.Future[list[Delivered]] = loop.create_future()
@@ -243,9 +248,10 @@ class AsyncBatchAck(BatchAck):
         with self._lock:
             if err is None:
                 self.acked += 1
-                self.delivered.append(
-                    Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
-                )
+                if self._positions:
+                    self.delivered.append(
+                        Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+                    )
             else:
                 self._fail(1, f"{msg.topic()}: {err.str()}")
             done = self.reported == self._expected

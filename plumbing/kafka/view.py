@@ -117,6 +117,7 @@ class CompactedTopicView(Generic[V]):
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._targets: dict[int, int] = {}
+        self._assigned: list[TopicPartition] = []  # every partition of the topic, no offsets
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -175,6 +176,7 @@ class CompactedTopicView(Generic[V]):
             self._targets[partition] = high
             self._positions[partition] = 0
         consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        self._assigned = [TopicPartition(self.topic, p) for p in partitions]
         self._thread = threading.Thread(
             target=self._run, args=(consumer,), name=f"view:{self.topic}", daemon=True
         )
@@ -316,7 +318,10 @@ class CompactedTopicView(Generic[V]):
     def _advance(self, consumer: Consumer) -> None:
         # The consumer's position also moves past records we never see (transaction markers,
         # compacted gaps), which the high watermark counts; message offsets alone could stall.
-        positions = consumer.position(consumer.assignment())
+        # Our own assignment, not consumer.assignment(): that is a synchronous request to
+        # librdkafka's main thread made holding the GIL, so it stalls every thread of the
+        # process (an event loop too) until that thread answers: milliseconds on a busy host.
+        positions = consumer.position(self._assigned)
         with self._progress:
             for tp in positions:
                 if tp.offset >= 0 and tp.partition is not None:

@@ -14,12 +14,14 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from confluent_kafka import KafkaException
 
 from plumbing import tracing
 from plumbing.http_server import ServerLimits, start_server
 from plumbing.kafka.async_producer import AsyncProducer
 from plumbing.kafka.clients import producer_config
 from plumbing.kafka.produce import PublishError, Record
+from plumbing.kafka.view import ViewError
 from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from producers.gateway import openapi
@@ -50,6 +52,7 @@ from producers.gateway.webhook_ops import (
     with_secret,
 )
 from producers.observability import counting_refusals, producer_metrics, traced_request
+from producers.on_demand import OnDemand
 from schemas.delivery_records import DeliveryStatus
 from schemas.event import Event
 from schemas.secrets import SecretBox
@@ -93,7 +96,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 class Gateway:
     """The gateway's state: auth, secret box, producer and views. ``app()`` serves it."""
 
-    def __init__(self, settings: Settings, serde: Serde | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        serde: Serde | None = None,
+        *,
+        reader_idle: float | None = None,
+    ) -> None:
+        """``reader_idle``: seconds without a request after which the attempt-log index (and
+        the portal's feed) stop reading their topics (see producers/on_demand.py); default
+        ``CPEVENTS_GATEWAY_READER_IDLE``."""
+        if reader_idle is None:
+            reader_idle = settings.gateway_reader_idle
         if settings.secret_key is None:
             raise ValueError("CPEVENTS_SECRET_KEY: required by the gateway (`cpevents keygen`)")
         self.settings = settings
@@ -106,7 +120,11 @@ class Gateway:
         self._tenant_locks = KeyedLocks()
         self._producer: AsyncProducer | None = None
         self._webhooks: WebhookStore | None = None
-        self._deliveries: DeliveryStore | None = None
+        # The attempt-log index runs only while requests need it (issue 20): not in the path.
+        self.reader_idle = reader_idle
+        self._deliveries: OnDemand[DeliveryStore] = OnDemand(
+            "attempt log index", self._start_deliveries, DeliveryStore.stop, reader_idle
+        )
         self._redriver: DeliveryRedriver | None = None
         self.metrics = producer_metrics()  # /metrics: request times, events accepted, refused
         self._idempotency: IdempotencyStore | None = None
@@ -119,15 +137,22 @@ class Gateway:
         """Connect to Kafka and load the views (returns once they caught up)."""
         self._producer = AsyncProducer(producer_config(self.settings))
         self._webhooks = WebhookStore(self.settings, self.serde, self._producer)
-        self._deliveries = DeliveryStore(self.settings, self.serde)
         self._redriver = DeliveryRedriver(self.settings, self.serde, self._producer)
         self._idempotency = IdempotencyStore(self.settings, self._producer)
-        await asyncio.gather(
-            self._webhooks.start(), self._deliveries.start(), self._idempotency.start()
-        )
+        await asyncio.gather(self._webhooks.start(), self._idempotency.start())
+
+    async def _start_deliveries(self) -> DeliveryStore:
+        store = DeliveryStore(self.settings, self.serde)
+        try:
+            await store.start()
+        except BaseException:
+            await asyncio.to_thread(store.stop)
+            raise
+        return store
 
     async def stop(self) -> None:
-        for store in (self._webhooks, self._deliveries, self._idempotency):
+        await self._deliveries.close()
+        for store in (self._webhooks, self._idempotency):
             if store is not None:
                 await asyncio.to_thread(store.stop)
         if self._producer is not None:
@@ -170,11 +195,16 @@ class Gateway:
             raise RuntimeError("gateway not started")
         return self._webhooks
 
-    @property
-    def deliveries(self) -> DeliveryStore:
-        if self._deliveries is None:
+    async def deliveries(self) -> DeliveryStore:
+        """The attempt-log index, started (and caught up with the topic) if it was idle; a
+        503 problem if Kafka does not let it read the topic."""
+        if self._webhooks is None:
             raise RuntimeError("gateway not started")
-        return self._deliveries
+        try:
+            return await self._deliveries.get()
+        except (KafkaException, ViewError, TimeoutError) as exc:
+            log.warning("attempt log index could not start: %s", exc)
+            raise Problem(503, "kafka-unavailable", f"attempt log unreadable: {exc}") from None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -218,9 +248,10 @@ class Gateway:
     async def health(self, request: web.Request) -> web.Response:
         """200 while every view reads its topic; 503 naming each view that does not (its data
         may be stale while its reader restarts)."""
-        stores = (self._webhooks, self._deliveries)
-        if any(store is None for store in stores):
+        if self._webhooks is None:
             return web.json_response({"status": "starting"}, status=503)
+        # The attempt-log index counts only while it runs (it is stopped while nobody asks).
+        stores = (self._webhooks, self._deliveries.current)
         failing = {
             topic: error
             for topic, error in (store.health() for store in stores if store is not None)
@@ -385,7 +416,7 @@ class Gateway:
         query = parse_delivery_query(request.query)
         tenant = principal.scope(query.tenant_id, "tenant_id")
         where = DeliveryFilter(tenant, query.event_id, query.webhook_id, query.status)
-        page = self.deliveries.page(where, query.limit, query.cursor)
+        page = (await self.deliveries()).page(where, query.limit, query.cursor)
         return web.json_response(
             {
                 "deliveries": [d.to_json_dict() for d in page.deliveries],
@@ -396,7 +427,7 @@ class Gateway:
     async def retry_delivery(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
         delivery_id = request.match_info["id"]
-        delivery = self.deliveries.get(delivery_id)
+        delivery = (await self.deliveries()).get(delivery_id)
         if delivery is None or not principal.can_see(delivery.tenant_id):
             raise not_found("delivery", delivery_id)
         if delivery.status != DeliveryStatus.DEAD_LETTERED:

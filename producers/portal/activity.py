@@ -4,6 +4,9 @@ timeline and event payload, retrying it, and the dead letters with their redrive
 A redrive sends the dead-lettered task back to the deliveries topic unchanged (the shared
 ``plumbing.kafka.deadletter.redrive_record``), as ``POST /v1/deliveries/{id}/retry`` does; the
 portal takes the record from its dead-letter view instead of scanning the topic again.
+
+Every handler first takes the readers it needs (the gateway's attempt-log index and the
+portal's feed), which start on the first request after an idle period (producers/on_demand.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -18,8 +22,9 @@ from aiohttp import web
 from plumbing.kafka.deadletter import redrive_record
 from plumbing.kafka.produce import Record
 from producers.gateway.delivery_index import DeliveryFilter
+from producers.gateway.stores import DeliveryStore
 from producers.portal.app import PREFIX, Portal, Viewer
-from producers.portal.feed import DeadTask
+from producers.portal.feed import DeadTask, PortalFeed
 from producers.portal.filters import DeliveryFilters, parse_delivery_filters
 from producers.portal.pages import notice_text
 from schemas.delivery_records import DeliveryStatus, WebhookDelivery
@@ -29,6 +34,19 @@ PAGE_ROWS = 50
 _WALK_LIMIT = 5000
 
 
+@dataclass(frozen=True)
+class _Live:
+    """The readers one request uses, taken once (they may be stopped meanwhile when idle,
+    and stay readable)."""
+
+    deliveries: DeliveryStore
+    feed: PortalFeed
+
+    def event_type(self, delivery_id: str) -> str | None:
+        task = self.feed.task(delivery_id)
+        return str(task.event.type) if task is not None else None
+
+
 class ActivityPages:
     """Handlers of ``/portal/deliveries…`` and ``/portal/dead-letters…``."""
 
@@ -36,31 +54,32 @@ class ActivityPages:
         self.portal = portal
         self.gateway = portal.gateway
 
-    def _event_type(self, delivery_id: str) -> str | None:
-        task = self.portal.feed.task(delivery_id)
-        return str(task.event.type) if task is not None else None
+    async def _live(self) -> _Live:
+        deliveries, feed = await asyncio.gather(self.gateway.deliveries(), self.portal.feed())
+        return _Live(deliveries, feed)
 
-    def _rows(self, viewer: Viewer, filters: DeliveryFilters) -> list[WebhookDelivery]:
+    def _rows(self, live: _Live, viewer: Viewer, filters: DeliveryFilters) -> list[WebhookDelivery]:
         # The gateway's index narrows by tenant, endpoint and status; type and time are checked
         # here, walking newest first until a page is full (bounded, so a rare type stays cheap).
         where = DeliveryFilter(viewer.tenant_id, None, filters.webhook_id, filters.status)
-        page = self.gateway.deliveries.page(where, _WALK_LIMIT, None)
+        page = live.deliveries.page(where, _WALK_LIMIT, None)
         rows = []
         for delivery in page.deliveries:
             if viewer.can_see(delivery.tenant_id) and filters.matches(
-                delivery, self._event_type(delivery.id)
+                delivery, live.event_type(delivery.id)
             ):
                 rows.append(delivery)
                 if len(rows) == PAGE_ROWS:
                     break
         return rows
 
-    def _context(self, viewer: Viewer, filters: DeliveryFilters) -> dict[str, Any]:
-        rows = self._rows(viewer, filters)
+    async def _context(self, viewer: Viewer, filters: DeliveryFilters) -> dict[str, Any]:
+        live = await self._live()
+        rows = self._rows(live, viewer, filters)
         endpoints = {w.id: w for w in self.gateway.webhooks.all() if viewer.can_see(w.tenant_id)}
         return {
             "rows": rows,
-            "types": {d.id: self._event_type(d.id) for d in rows},
+            "types": {d.id: live.event_type(d.id) for d in rows},
             "endpoints": endpoints,
             "filters": filters,
             "statuses": [str(s) for s in DeliveryStatus],
@@ -71,63 +90,67 @@ class ActivityPages:
         filters, errors = parse_delivery_filters(request.query)
         return self.portal.render(
             request, viewer, "deliveries.html", errors=errors, notice=notice_text(request.query),
-            **self._context(viewer, filters),
+            **await self._context(viewer, filters),
         )  # fmt: skip
 
     async def rows(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
         """The rows alone, for the page's polling (every 2 s)."""
         filters, _ = parse_delivery_filters(request.query)
         return self.portal.render(
-            request, viewer, "_delivery_rows.html", **self._context(viewer, filters)
+            request, viewer, "_delivery_rows.html", **await self._context(viewer, filters)
         )
 
-    def _own(self, request: web.Request, viewer: Viewer) -> WebhookDelivery | None:
-        delivery = self.gateway.deliveries.get(request.match_info["id"])
+    @staticmethod
+    def _own(live: _Live, request: web.Request, viewer: Viewer) -> WebhookDelivery | None:
+        delivery = live.deliveries.get(request.match_info["id"])
         if delivery is None or not viewer.can_see(delivery.tenant_id):
             return None
         return delivery
 
     async def show(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
         """GET /portal/deliveries/{id}: the attempt timeline and the event's JSON."""
-        delivery = self._own(request, viewer)
+        live = await self._live()
+        delivery = self._own(live, request, viewer)
         if delivery is None:
             return self.portal.not_found(request, viewer, "delivery")
-        task = self.portal.feed.task(delivery.id)
+        task = live.feed.task(delivery.id)
         payload = None
         if task is not None:
             payload = json.dumps(task.event.to_json_dict(), indent=2, ensure_ascii=False)
         return self.portal.render(
             request, viewer, "delivery.html", delivery=delivery, task=task, payload=payload,
             endpoint=self.gateway.webhooks.get(delivery.webhook_id),
-            timeline=self.portal.feed.timeline(delivery.id), notice=notice_text(request.query),
+            timeline=live.feed.timeline(delivery.id), notice=notice_text(request.query),
         )  # fmt: skip
 
     async def timeline(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
         """The attempt timeline alone, for polling."""
-        delivery = self._own(request, viewer)
+        live = await self._live()
+        delivery = self._own(live, request, viewer)
         if delivery is None:
             return self.portal.not_found(request, viewer, "delivery")
         return self.portal.render(
             request, viewer, "_timeline.html", delivery=delivery,
-            timeline=self.portal.feed.timeline(delivery.id),
+            timeline=live.feed.timeline(delivery.id),
         )  # fmt: skip
 
-    def _dead(self, viewer: Viewer) -> list[DeadTask]:
+    @staticmethod
+    def _dead(live: _Live, viewer: Viewer) -> list[DeadTask]:
         """The viewer's dead letters still dead (a redriven one leaves once retried)."""
         found = []
-        for dead in self.portal.feed.dead_letters():
+        for dead in live.feed.dead_letters():
             if viewer.tenant_id is not None and dead.task.tenant_id != viewer.tenant_id:
                 continue
             if not viewer.can_see(dead.task.tenant_id):
                 continue
-            current = self.gateway.deliveries.get(dead.task.id)
+            current = live.deliveries.get(dead.task.id)
             if current is None or current.status == DeliveryStatus.DEAD_LETTERED:
                 found.append(dead)
         return found
 
     async def dead_letters(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
         """GET /portal/dead-letters: the viewer's dead letters with their reason."""
-        dead = self._dead(viewer)
+        dead = self._dead(await self._live(), viewer)
         endpoints = {w.id: w for w in self.gateway.webhooks.all() if viewer.can_see(w.tenant_id)}
         return self.portal.render(
             request, viewer, "dead_letters.html", dead=dead, endpoints=endpoints,
@@ -145,7 +168,7 @@ class ActivityPages:
         form = await request.post()
         delivery_id = str(form.get("delivery_id", ""))
         endpoint = str(form.get("endpoint", ""))
-        dead = self._dead(viewer)
+        dead = self._dead(await self._live(), viewer)
         if delivery_id:
             chosen = [d for d in dead if d.task.id == delivery_id]
         else:
@@ -161,14 +184,15 @@ class ActivityPages:
     async def retry(self, request: web.Request, viewer: Viewer) -> web.StreamResponse:
         """Retry one delivery: a dead letter is redriven; any other is sent again as a new
         task with the same id (a redelivery, signed as the first time)."""
-        delivery = self._own(request, viewer)
+        live = await self._live()
+        delivery = self._own(live, request, viewer)
         if delivery is None:
             return self.portal.not_found(request, viewer, "delivery")
-        dead = [d for d in self._dead(viewer) if d.task.id == delivery.id]
+        dead = [d for d in self._dead(live, viewer) if d.task.id == delivery.id]
         if dead:
             await self._redrive(dead)
         else:
-            task = self.portal.feed.task(delivery.id)
+            task = live.feed.task(delivery.id)
             if task is None:
                 return self.portal.not_found(request, viewer, "delivery task")
             topic = self.portal.settings.topics.deliveries

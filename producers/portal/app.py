@@ -29,6 +29,7 @@ from plumbing.kafka.clients import producer_config
 from plumbing.settings import Settings
 from producers.gateway.problems import Problem
 from producers.gateway.validation import check_content_type, check_size, parse_json
+from producers.on_demand import OnDemand
 from producers.portal import tokens
 from producers.portal.feed import PortalFeed
 from producers.portal.filters import event_type_groups, format_time
@@ -115,25 +116,35 @@ class Portal:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["when"] = _when
-        self._feed: PortalFeed | None = None
+        # The feed tails busy topics: it runs only while pages need it (issue 20).
+        self._feed: OnDemand[PortalFeed] = OnDemand(
+            "portal feed", self._start_feed, PortalFeed.stop, gateway.reader_idle
+        )
         self._producer: AsyncProducer | None = None
 
     async def lifecycle(self, _: web.Application) -> AsyncIterator[None]:
-        """Start the portal's views and producer after the gateway's; stop them before."""
+        """Start the portal's producer after the gateway's; stop it and the feed before."""
         self._producer = AsyncProducer(producer_config(self.settings))
-        self._feed = PortalFeed(self.settings, self.gateway.serde)
         try:
-            await self._feed.start()
             yield
         finally:
-            await asyncio.to_thread(self._feed.stop)
+            await self._feed.close()
             await self._producer.close()
 
-    @property
-    def feed(self) -> PortalFeed:
-        if self._feed is None:
+    async def _start_feed(self) -> PortalFeed:
+        feed = PortalFeed(self.settings, self.gateway.serde)
+        try:
+            await feed.start()
+        except BaseException:
+            await asyncio.to_thread(feed.stop)
+            raise
+        return feed
+
+    async def feed(self) -> PortalFeed:
+        """The portal's feed, started (and caught up with its topics) if it was idle."""
+        if self._producer is None:
             raise RuntimeError("portal not started")
-        return self._feed
+        return await self._feed.get()
 
     @property
     def producer(self) -> AsyncProducer:

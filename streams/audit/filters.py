@@ -75,6 +75,11 @@ class RecordFilter:
         return not keys or key in keys
 
     @property
+    def tenant_keys(self) -> frozenset[bytes]:
+        """The record keys ``key_may_match`` accepts; empty: every key (no tenant criterion)."""
+        return self._tenant_keys
+
+    @property
     def matches_every_event(self) -> bool:
         """Whether ``matches`` is true of every event (no tenant, type or instance criterion)."""
         return not (self.tenants or self.types or self.instances or self.accepts)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from confluent_kafka import Message, Producer
 
 from plumbing.kafka.clients import producer_config
-from plumbing.kafka.produce import BatchAck, PublishError, Record
+from plumbing.kafka.produce import BatchAck, Headers, PublishError, Record
 from plumbing.kafka.view import CompactedTopicView
 from plumbing.settings import Settings
+from plumbing.tracing import TRACEPARENT, TRACESTATE
 from schemas.delivery_records import DeliveryTask
 from schemas.errors import ContractError
 from schemas.event import Event
@@ -20,6 +21,8 @@ from schemas.filters import compile_filter
 from schemas.serde import DecodeError, Serde
 from schemas.webhook import Webhook
 from streams.audit.filters import RecordFilter, expand_type_patterns
+
+TRACE_HEADERS = frozenset({TRACEPARENT, TRACESTATE})
 
 
 class RedeliveryRefused(ContractError):
@@ -100,11 +103,18 @@ class TaskSender:
         self._ack = BatchAck("redelivery tasks")
         self.sent = 0
 
-    def send(self, event: Event) -> DeliveryTask:
-        """Produce the delivery task of ``event`` (waits for room if the local queue is full)."""
+    def send(self, event: Event, event_headers: Headers = ()) -> DeliveryTask:
+        """Produce the delivery task of ``event`` (waits for room if the local queue is full).
+
+        The event record's trace headers (``event_headers``' ``traceparent``/``tracestate``)
+        go on the task, so the redelivery's attempts are spans of the event's original trace,
+        beside the first delivery's.
+        """
         task = DeliveryTask.for_event(event, self._webhook.id, self._webhook.url)
+        trace_headers = [(name, value) for name, value in event_headers if name in TRACE_HEADERS]
         self._ack.send(
-            self._producer, Record(self._topic, self._key, self._encode(task, self._topic))
+            self._producer,
+            Record(self._topic, self._key, self._encode(task, self._topic), trace_headers),
         )
         self.sent += 1
         return task

@@ -77,6 +77,12 @@ class JsonLines:
         if len(lines) >= self._chunk:
             self.flush()
 
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Write ready-made JSON lines (without their newlines), e.g. ``json_line_batches``'."""
+        self._lines += lines
+        if len(self._lines) >= self._chunk:
+            self.flush()
+
     def flush(self) -> None:
         if self._lines:
             self._lines.append(b"")  # the last line's newline

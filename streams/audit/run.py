@@ -12,13 +12,14 @@ from streams.audit.filters import RecordFilter
 from streams.audit.pipeline import (
     OnUndecodable,
     ReplayStats,
+    event_json_lines,
     select_dead_letters,
     select_deliveries,
     select_event_json,
     select_events,
 )
-from streams.audit.reader import RawRecord
-from streams.audit.render import Entry
+from streams.audit.reader import RawRecord, RecordFields, raw_record
+from streams.audit.render import Entry, json_line
 from streams.audit.timerange import TimeRange
 
 
@@ -76,6 +77,28 @@ def entries(
         yield from select_event_json(records, serde, request.selection, on_undecodable, stats)
     else:
         yield from select_events(records, serde, request.selection, on_undecodable, stats)
+
+
+def json_line_batches(
+    request: ReplayRequest,
+    batches: Iterable[list[RecordFields]],
+    serde: Serde,
+    on_undecodable: OnUndecodable,
+    stats: ReplayStats,
+) -> Iterator[list[bytes]]:
+    """The JSON lines (without newlines) of the matching entries of each batch of records
+    (``RangeReader.batches``), a list per batch: what ``cpevents replay`` prints by default.
+
+    The same lines as ``json_line`` of each of ``entries``; events take the batch path of
+    ``event_json_lines``, the other topics are rendered entry by entry."""
+    if request.topic is AuditTopic.EVENTS:
+        yield from event_json_lines(batches, serde, request.selection, on_undecodable, stats)
+        return
+    for batch in batches:
+        yield [
+            json_line(entry).encode()
+            for _, entry in entries(request, map(raw_record, batch), serde, on_undecodable, stats)
+        ]
 
 
 def count_matches(request: ReplayRequest, records: Iterable[RawRecord], serde: Serde) -> int:

@@ -2,7 +2,8 @@
 
 Counted where the worker already works in batches: attempts are tallied during the pass that
 writes the outputs of every attempt finished since the last one (``AttemptTally``, one counter
-update per outcome and status class per pass), and the live state (requests in flight, queued
+update per outcome and status class per pass, and one update per histogram bucket reached:
+:class:`HistogramBatch`), and the live state (requests in flight, queued
 tasks, the oldest one's age, open breakers) is read only when Prometheus scrapes.
 
 ``attempts`` outcomes: ``delivered``, ``retrying`` (back on the retry ladder), ``deferred``
@@ -14,6 +15,7 @@ disabled the webhook, or its webhook was deleted or inactive). Status classes: `
 
 from __future__ import annotations
 
+import bisect
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +36,7 @@ __all__ = [
     "STATUS_CLASSES",
     "AttemptTally",
     "DeliveryMetrics",
+    "HistogramBatch",
     "dead_letters_counter",
     "delivery_metrics",
     "worker_metrics",
@@ -60,8 +63,7 @@ class DeliveryMetrics:
         self.per_webhook: Any = None  # a counter once enable_per_webhook() was called
         self.latency = histogram(
             "cpevents_delivery_latency_seconds",
-            "From the task's creation by the router (the event's routing) to its 2xx, "
-            "retries included",
+            "From the event's timestamp to its delivery's 2xx, retries included",
             buckets=SLOW_BUCKETS,
         )
         self.lateness = histogram(
@@ -116,7 +118,8 @@ class DeliveryMetrics:
     def tally(
         self, dead_letter_topic: str, webhooks_topic: str, clock: Callable[[], float]
     ) -> AttemptTally:
-        """A tally for one settle pass (``add`` each attempt, then ``flush``)."""
+        """A tally of settle passes (``add`` each attempt of a pass, then ``flush``); made once
+        and reused, pass after pass."""
         return AttemptTally(self, dead_letter_topic, webhooks_topic, clock)
 
     def watch(self, lanes: Lanes, partitions: PartitionBook) -> None:
@@ -186,7 +189,17 @@ def worker_metrics(settings: Settings, lanes: Lanes, partitions: PartitionBook) 
 class AttemptTally:
     """Counts the attempts of one settle pass, written to the counters in :meth:`flush`."""
 
-    __slots__ = ("_clock", "_counts", "_disabled", "_dlt", "_metrics", "_now", "_webhooks")
+    __slots__ = (
+        "_clock",
+        "_counts",
+        "_disabled",
+        "_dlt",
+        "_latency",
+        "_lateness",
+        "_metrics",
+        "_now",
+        "_webhooks",
+    )
 
     def __init__(
         self,
@@ -202,6 +215,8 @@ class AttemptTally:
         self._counts: dict[tuple[str, int], int] = {}
         self._clock = clock
         self._now: float | None = None
+        self._latency = HistogramBatch(metrics.latency)
+        self._lateness = HistogramBatch(metrics.lateness)
 
     def add(self, job: Job, result: AttemptResult, records: Sequence[Record]) -> None:
         """One attempt made, and the records it left behind."""
@@ -211,7 +226,10 @@ class AttemptTally:
             outcome = "delivered"
             task = job.task
             if task is not None:
-                self._metrics.latency.observe(max(self._time() - task.created_at_micros / 1e6, 0))
+                # From the event's own time (the router's task creation when the event's time
+                # is unknown): what a tenant sees, routing and every retry included.
+                made = task.event.timestamp_micros or task.created_at_micros
+                self._latency.observe(max(self._time() - made / 1e6, 0.0))
         else:
             outcome = "retrying"
             for record in records:  # a failure's records: a retry or a dead letter, a disable
@@ -223,7 +241,7 @@ class AttemptTally:
         due_ms = job.state.not_before_ms
         if due_ms and job.tier is not None:
             started = self._time() - result.duration_ms / 1000
-            self._metrics.lateness.observe(max(started - due_ms / 1000, 0.0))
+            self._lateness.observe(max(started - due_ms / 1000, 0.0))
         key = (outcome, status // 100)
         self._counts[key] = self._counts.get(key, 0) + 1
         per_webhook = self._metrics.per_webhook
@@ -242,6 +260,58 @@ class AttemptTally:
         for (outcome, hundreds), count in self._counts.items():
             attempt(outcome, hundreds * 100).inc(count)
         self._counts.clear()
+        self._now = None  # the next pass reads the clock afresh
+        self._latency.flush()
+        self._lateness.flush()
         if self._disabled:
             self._metrics.webhooks_disabled.inc(self._disabled)
             self._disabled = 0
+
+
+class HistogramBatch:
+    """Observations of one pass, added to ``histogram`` in :meth:`flush`: one update per
+    bucket reached and one to the sum, instead of a locked update per observation.
+
+    Reads prometheus_client's ``Histogram`` layout (``_upper_bounds``, ``_buckets``, ``_sum``,
+    what its own ``observe`` updates); anything else (metrics off: a no-op) is observed value
+    by value.
+    """
+
+    __slots__ = ("_bounds", "_counts", "_histogram", "_sum", "_values")
+
+    def __init__(self, histogram: Any) -> None:
+        self._histogram = histogram
+        bounds = getattr(histogram, "_upper_bounds", None)
+        buckets = getattr(histogram, "_buckets", None)
+        self._bounds: list[float] | None = (
+            list(bounds) if bounds is not None and buckets is not None else None
+        )
+        self._counts: dict[int, int] = {}
+        self._sum = 0.0
+        self._values: list[float] = []
+
+    def observe(self, value: float) -> None:
+        """One observation (held until :meth:`flush`)."""
+        bounds = self._bounds
+        if bounds is None:
+            self._values.append(value)
+            return
+        # The first bucket whose upper bound is >= value (the last bound is +Inf).
+        index = bisect.bisect_left(bounds, value)
+        self._counts[index] = self._counts.get(index, 0) + 1
+        self._sum += value
+
+    def flush(self) -> None:
+        """Add the observations held to the histogram."""
+        histogram = self._histogram
+        if self._counts:
+            buckets = histogram._buckets
+            for index, count in self._counts.items():
+                buckets[index].inc(count)
+            histogram._sum.inc(self._sum)
+            self._counts.clear()
+            self._sum = 0.0
+        if self._values:
+            for value in self._values:
+                histogram.observe(value)
+            self._values.clear()

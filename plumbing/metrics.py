@@ -6,6 +6,11 @@ Conventions (checked when a metric is made): names start with ``cpevents_``, car
 sets (an outcome, a status class, a route pattern, a topic): never an event, delivery or tenant
 id. Per-webhook series exist only behind ``CPEVENTS_METRICS_PER_WEBHOOK``.
 
+``CPEVENTS_METRICS_ENABLED=false`` turns counting off: counters, gauges and histograms become
+no-ops (``GET /metrics`` still answers, with the process metrics and the gauges read at scrape
+time). It exists to measure what metrics cost (``bench/router.py``, ``bench/delivery.py``
+``--observability``) and for an operator who scrapes nothing.
+
 Hot paths stay cheap: callers bind labelled children once (``metric.labels(...)``, kept), count
 once per batch where the code already batches, and gauges of live state (queues, breakers,
 requests in flight) are read at scrape time by a :class:`ScrapeGauge` rather than updated on
@@ -19,12 +24,14 @@ process (``counter``/``gauge``/``histogram`` return the existing one for a name)
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 from prometheus_client import (
@@ -40,6 +47,7 @@ from prometheus_client import platform_collector as _platform
 from prometheus_client import process_collector as _process
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import TypeAdapter
 
 from plumbing.http_server import ServerLimits, start_server
 
@@ -52,6 +60,7 @@ __all__ = [
     "counter",
     "gauge",
     "histogram",
+    "metrics_enabled",
     "metrics_handler",
     "register_collector",
     "scrape",
@@ -93,6 +102,51 @@ _UNITS = ("_seconds", "_bytes", "_records", "_ratio", "_info")
 _made: dict[str, Any] = {}
 _lock = threading.Lock()
 M = TypeVar("M")
+log = logging.getLogger(__name__)
+#: Settings.metrics_enabled's variable, read here because metrics are made at import time,
+#: before any Settings object exists.
+ENABLED_VARIABLE = "CPEVENTS_METRICS_ENABLED"
+
+
+class _NoMetric:
+    """What counter/gauge/histogram return with metrics off: every call does nothing."""
+
+    def labels(self, *_values: str, **_named: str) -> _NoMetric:
+        return self
+
+    def inc(self, _amount: float = 1) -> None:
+        pass
+
+    def dec(self, _amount: float = 1) -> None:
+        pass
+
+    def set(self, _value: float) -> None:
+        pass
+
+    def observe(self, _value: float) -> None:
+        pass
+
+
+_NO_METRIC = _NoMetric()
+_enabled: bool | None = None
+
+
+def metrics_enabled() -> bool:
+    """``CPEVENTS_METRICS_ENABLED`` (default true), read once per process, parsed as Settings
+    parses a bool (a bad value is an error naming the variable)."""
+    global _enabled
+    if _enabled is None:
+        raw = os.environ.get(ENABLED_VARIABLE, "true")
+        try:
+            _enabled = TypeAdapter(bool).validate_python(raw)
+        except ValueError:
+            raise ValueError(f"{ENABLED_VARIABLE}={raw!r}: expected true or false") from None
+        if not _enabled:
+            log.info(
+                "metrics are off (%s=false): counters and histograms count nothing",
+                ENABLED_VARIABLE,
+            )
+    return _enabled
 
 
 def _check(name: str, kind: str) -> None:
@@ -107,6 +161,8 @@ def _check(name: str, kind: str) -> None:
 def _once(name: str, kind: str, make: Callable[[], M]) -> M:
     """The metric ``name``, made (and registered) on first use only."""
     _check(name, kind)
+    if not metrics_enabled():
+        return cast(M, _NO_METRIC)
     with _lock:
         made = _made.get(name)
         if made is None:

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
+from plumbing.kafka.clients import producer_config
 from plumbing.settings import Settings
 from schemas.avsc import schema_str
 from schemas.event import Event
@@ -92,3 +94,21 @@ def test_java_events_decode_identically_in_python(
         assert event == expected
         assert event.to_json() == expected.to_json()
         assert event.payload["note"] == "café ✓ <&>"
+    # Same key, same partition as librdkafka (our producers) chooses: a tenant's events keep
+    # their order whichever language wrote them. (Kafka's Java default, murmur2, puts
+    # "ten_java" on another of the 3 partitions.)
+    assert {line["partition"] for line in sent} == {librdkafka_partition(settings, topic)}
+
+
+def librdkafka_partition(settings: Settings, topic: str) -> int:
+    """The partition our producers give the key ``ten_java`` on ``topic``."""
+    producer = Producer(producer_config(settings))
+    placed: list[int] = []
+    producer.produce(
+        topic,
+        key=b"ten_java",
+        value=b"",
+        on_delivery=lambda _e, msg: placed.append(msg.partition()),
+    )
+    producer.flush(30)
+    return placed[0]

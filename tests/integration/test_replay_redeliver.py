@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import uuid
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -36,15 +37,22 @@ def put_webhook(settings: Settings, serde: Serde, webhook: Webhook) -> None:
     assert producer.flush(30) == 0
 
 
-def publish(settings: Settings, serde: Serde, events: list[Event]) -> None:
+def publish(
+    settings: Settings,
+    serde: Serde,
+    events: list[Event],
+    traceparents: dict[str, str] | None = None,
+) -> None:
     producer = Producer(producer_config(settings))
     for event in events:
         topic = settings.topics.for_event_type(event.type)
+        traceparent = (traceparents or {}).get(event.id)
         producer.produce(
             topic,
             key=event.tenant_id.encode(),
             value=serde.events.encode(event, topic),
             timestamp=int(event.timestamp.timestamp() * 1000),
+            headers=[("traceparent", traceparent.encode())] if traceparent else None,
         )
     assert producer.flush(30) == 0
 
@@ -105,7 +113,9 @@ def test_redeliver_produces_tasks_for_the_webhooks_tenant_and_types(settings: Se
     webhook, _ = make_webhook(settings, "ten_x", "https://example.com/hook")
     put_webhook(settings, serde, webhook)
     events = history(time.time() - 600)
-    publish(settings, serde, events)
+    # Each event as the gateway writes it when tracing is on: the redelivery continues its trace.
+    traceparents = {e.id: f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01" for e in events}
+    publish(settings, serde, events, traceparents)
 
     result = invoke_replay(
         settings,
@@ -133,6 +143,11 @@ def test_redeliver_produces_tasks_for_the_webhooks_tenant_and_types(settings: Se
     assert all(
         (t.webhook_id, t.url, t.tenant_id) == (webhook.id, webhook.url, "ten_x") for t in tasks
     )
+    for message in records:
+        task = serde.tasks.decode(message.value(), message.topic() or "")
+        assert dict(message.headers() or []) == {
+            "traceparent": traceparents[task.event.id].encode()
+        }
 
 
 def test_redeliver_refusals_and_confirmation(settings: Settings) -> None:

@@ -4,6 +4,9 @@ the /metrics handler and HTTP middleware on a real aiohttp server."""
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 
 import aiohttp
 import pytest
@@ -117,3 +120,33 @@ async def test_the_standalone_server_serves_metrics_and_health() -> None:
                 assert "process_cpu_seconds_total" in await response.text()
     finally:
         await runner.cleanup()
+
+
+_SWITCH_PROBE = """
+from plumbing.metrics import counter, histogram, scrape
+hits = counter("cpevents_test_switch_total", "x", ("kind",))
+hits.labels("a").inc(3)
+histogram("cpevents_test_switch_seconds", "x").observe(0.5)
+print(scrape().decode())
+"""
+
+
+@pytest.mark.parametrize(("value", "counted"), [("false", False), ("0", False), ("true", True)])
+def test_metrics_enabled_false_makes_metrics_no_ops(value: str, counted: bool) -> None:
+    # A fresh interpreter: the switch is read once per process, when the first metric is made.
+    env = {**os.environ, "CPEVENTS_METRICS_ENABLED": value}
+    done = subprocess.run(
+        [sys.executable, "-c", _SWITCH_PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    assert ("cpevents_test_switch_total" in done.stdout) is counted
+    assert ("cpevents_test_switch_seconds" in done.stdout) is counted
+    assert "process_cpu_seconds_total" in done.stdout  # /metrics still serves the process's
+
+
+def test_a_bad_metrics_enabled_value_names_the_variable() -> None:
+    env = {**os.environ, "CPEVENTS_METRICS_ENABLED": "maybe"}
+    done = subprocess.run(
+        [sys.executable, "-c", _SWITCH_PROBE], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode != 0
+    assert "CPEVENTS_METRICS_ENABLED='maybe'" in done.stderr

@@ -6,7 +6,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from delivery.metrics import delivery_metrics
+from prometheus_client import CollectorRegistry, Histogram
+
+from delivery.metrics import HistogramBatch, delivery_metrics
 from delivery.outcome import Outcome, Verdict
 from delivery.retry_headers import FRESH, RetryState
 from delivery.transport import AttemptResult
@@ -25,9 +27,12 @@ def attempts(**labels: str) -> float:
     )
 
 
-def job(tier: int | None = None, due_ms: int = 0, created_s: float = 100.0) -> Any:
+def job(
+    tier: int | None = None, due_ms: int = 0, created_s: float = 100.0, event_s: float = 0.0
+) -> Any:
     state = RetryState(attempts=1, not_before_ms=due_ms) if due_ms else FRESH
-    task = SimpleNamespace(created_at_micros=int(created_s * 1e6))
+    event = SimpleNamespace(timestamp_micros=int(event_s * 1e6))
+    task = SimpleNamespace(created_at_micros=int(created_s * 1e6), event=event)
     return SimpleNamespace(task=task, webhook=None, state=state, tier=tier)
 
 
@@ -92,6 +97,44 @@ def test_retry_lateness_is_measured_from_the_due_time_to_the_attempt() -> None:
         - sums["cpevents_delivery_retry_lateness_seconds_sum"]
     )
     assert abs(late - 2.0) < 1e-6
+
+
+def latency_count_and_sum() -> tuple[float, float]:
+    samples = {s.name: s.value for s in delivery_metrics().latency.collect()[0].samples}
+    name = "cpevents_delivery_latency_seconds"
+    return samples[f"{name}_count"], samples[f"{name}_sum"]
+
+
+def test_delivery_latency_runs_from_the_event_timestamp_to_the_2xx() -> None:
+    tally = delivery_metrics().tally(DLT, "t.webhooks", clock=lambda: 110.0)
+    count, total = latency_count_and_sum()
+    # The event happened at 95 s, the router made its task at 100 s, the 2xx came at 110 s.
+    tally.add(job(created_s=100.0, event_s=95.0), result(Verdict.DELIVERED, 200), [])
+    tally.add(job(created_s=100.0, event_s=95.0), result(Verdict.RETRY, 503), [])  # no 2xx
+    tally.flush()
+    after_count, after_sum = latency_count_and_sum()
+    assert after_count - count == 1
+    assert abs(after_sum - total - 15.0) < 1e-6
+
+
+def test_a_histogram_batch_lands_in_the_buckets_observe_would() -> None:
+    registry = CollectorRegistry()
+    bounds = (0.01, 0.1, 1.0, 10.0)
+    one = Histogram("one_seconds", "d", buckets=bounds, registry=registry)
+    batched = Histogram("batched_seconds", "d", buckets=bounds, registry=registry)
+    batch = HistogramBatch(batched)
+    values = [0.0, 0.01, 0.010001, 0.5, 1.0, 9.99, 10.0, 11.0, 1e9]
+    for value in values:
+        one.observe(value)
+        batch.observe(value)
+    assert registry.get_sample_value("batched_seconds_count") == 0  # held until the flush
+    batch.flush()
+    batch.flush()  # nothing held: adds nothing
+    for bound in (*map(str, bounds), "+Inf"):
+        assert registry.get_sample_value("batched_seconds_bucket", {"le": bound}) == (
+            registry.get_sample_value("one_seconds_bucket", {"le": bound})
+        )
+    assert registry.get_sample_value("batched_seconds_sum") == sum(values)
 
 
 def test_router_batches_count_unmatched_events_from_their_output_positions() -> None:

@@ -128,3 +128,29 @@ async def test_each_attempt_is_a_span_whose_traceparent_the_endpoint_gets(
     assert span.kind == trace.SpanKind.CLIENT
     assert headers["traceparent"].split("-")[2] == f"{span.context.span_id:016x}"
     assert span.status.status_code == trace.StatusCode.ERROR
+    assert span.status.description == "retry: HTTP 503"  # the verdict, and why
+    assert span.attributes == {
+        "cpevents.attempt": 1,
+        "cpevents.delivery_id": "deli_1",
+        "cpevents.event_id": "evt_1",
+        "http.response.status_code": 503,
+    }
+
+
+async def test_an_attempt_without_an_answer_has_no_status_code(
+    spans: InMemorySpanExporter,
+) -> None:
+    class Message:
+        def headers(self) -> None:
+            return None  # no trace context: the attempt's span is a root
+
+    async def post(url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
+        return AttemptResult(0, Outcome(Verdict.RETRY, "connection refused"), 1.0)
+
+    webhook = SimpleNamespace(id="wh_1")
+    job: Any = SimpleNamespace(message=Message(), task=None, webhook=webhook, state=FRESH)
+    await traced_post(post, job, "http://x/hook", b"{}", {})
+    [span] = spans.get_finished_spans()
+    assert span.parent is None
+    assert span.attributes == {"cpevents.attempt": 1, "cpevents.webhook_id": "wh_1"}
+    assert span.status.description == "retry: connection refused"

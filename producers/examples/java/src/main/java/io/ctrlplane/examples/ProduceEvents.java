@@ -20,6 +20,7 @@ import java.time.Instant;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Properties;
+import java.util.zip.CRC32;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericDatumWriter;
@@ -44,7 +45,9 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *   <li>get the schema id from the registry: {@code POST /subjects/<topic>-value} (lookup), or
  *       {@code POST /subjects/<topic>-value/versions} (register) if the lookup answers 404;
  *   <li>value = {@code 0x00}, the 4-byte big-endian schema id, the Avro binary record;
- *   <li>key = the tenant id (UTF-8); producer with acks=all and idempotence.
+ *   <li>key = the tenant id (UTF-8), on the partition librdkafka would choose (CRC32 of the
+ *       key modulo the partitions, see {@link #partitionOf}); producer with acks=all and
+ *       idempotence.
  * </ol>
  *
  * <p>Usage: {@code ProduceEvents --bootstrap host:port --registry http://host:8081 --schema
@@ -60,6 +63,17 @@ public final class ProduceEvents {
   private static final String REGISTRY_JSON = "application/vnd.schemaregistry.v1+json";
 
   private ProduceEvents() {}
+
+  /**
+   * The partition librdkafka (our Python and Go producers) gives a key: CRC32 of its bytes
+   * modulo the partition count. Kafka's Java default (murmur2) would put a tenant's events on
+   * another partition than ours and break their per-tenant order.
+   */
+  static int partitionOf(String key, int partitions) {
+    CRC32 crc = new CRC32();
+    crc.update(key.getBytes(StandardCharsets.UTF_8));
+    return (int) (crc.getValue() % partitions);
+  }
 
   public static void main(String[] argv) throws Exception {
     Map<String, String> args = parseArgs(argv);
@@ -85,6 +99,7 @@ public final class ProduceEvents {
     config.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
 
     try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(config)) {
+      int partition = partitionOf(tenant, producer.partitionsFor(topic).size());
       for (int i = 0; i < count; i++) {
         ObjectNode payload = JSON.createObjectNode();
         payload.put("replicas", i + 1);
@@ -105,7 +120,11 @@ public final class ProduceEvents {
         event.put("timestamp", micros);
 
         RecordMetadata stored =
-            producer.send(new ProducerRecord<>(topic, tenant, frame(schemaId, schema, event))).get();
+            producer
+                .send(
+                    new ProducerRecord<>(
+                        topic, partition, tenant, frame(schemaId, schema, event)))
+                .get();
         ObjectNode line = JSON.createObjectNode();
         line.put("id", (String) event.get("id"));
         line.put("type", type);

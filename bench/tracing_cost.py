@@ -1,0 +1,316 @@
+"""CPU per span of tracing (issue 16), in one process, robust to a loaded machine.
+
+    .venv/bin/python bench/tracing_cost.py [--spans 20000] [--rounds 5] [--profile FILE]
+
+The spans are made by the code the services run: the router's ``route`` span
+(``streams.metrics.traced_tasks``: one span per event, child of the event's ``traceparent``,
+injected into its task records) and the delivery worker's ``POST webhook`` span
+(``delivery.trace.traced_post``: child of the task's ``traceparent``, injected into the
+endpoint's request), with the real ``BatchSpanProcessor`` and OTLP/HTTP exporter configured by
+``plumbing.tracing.configure`` from ``OTEL_*`` variables, posting to ``bench/otlp_sink.py`` in a
+process of its own.
+
+What counts is ``time.process_time()``: the CPU of every thread of this process, so the
+exporter thread's encoding and HTTP posts count, while what other processes do on the machine
+does not. The attempt loop runs with the delivery worker's collector settings
+(``delivery.gctune``), the route loop with the router's (CPython's defaults). Each figure is
+(traced - untraced) / spans for the same loop, the untraced loop doing what the services do
+with tracing off; the minimum over rounds (modes alternate) is reported.
+
+Modes: ``otlp`` (the whole cost), ``drop`` (same processor, an exporter that drops: span
+creation, ending and queueing only). Breakdown: ``extract`` (context from a task's headers),
+``inject`` (headers from a span), ``encode`` (OTLP protobuf encoding of finished spans, as the
+exporter does it), ``http`` (otlp - drop - encode: the exporter's POSTs, its thread's wake-ups).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would hide the
+# `delivery` package it measures.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import cProfile
+import gc
+import os
+import pstats
+import random
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+from delivery.gctune import steady_state_gc
+from delivery.outcome import Outcome, Verdict
+from delivery.retry_headers import FRESH
+from delivery.trace import traced_post
+from delivery.transport import AttemptResult
+from plumbing import tracing
+from plumbing.kafka.produce import Record
+from streams.metrics import traced_tasks
+
+CONTEXTS = 1000  # distinct incoming traceparents, used in turn
+EXPORT_BATCH = 512  # the SDK's default OTEL_BSP_MAX_EXPORT_BATCH_SIZE
+DELIVERED = AttemptResult(200, Outcome(Verdict.DELIVERED, "HTTP 200"), 3.0)
+URL = "http://127.0.0.1:9/hook"
+BODY = b'{"type":"deploy.finished","data":{}}'
+SIGNED = {
+    "webhook-id": "evt_01J0000000000000000000000",
+    "webhook-timestamp": "1700000000",
+    "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+    "content-type": "application/json",
+}
+
+
+class DropExporter(SpanExporter):
+    """Accepts every batch and does nothing: the cost of the spans without their export."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Drive a coroutine that never suspends (no event loop: its cost is not the spans')."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("the coroutine suspended")
+
+
+async def post(url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
+    return DELIVERED
+
+
+class Message:
+    """A consumed task record, as confluent-kafka gives it to the delivery worker."""
+
+    def __init__(self, headers: list[tuple[str, bytes]]) -> None:
+        self._headers = headers
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._headers
+
+
+def traceparents(ratio: float) -> list[bytes]:
+    """Incoming contexts: random trace ids, sampled upstream as ``parentbased_traceidratio``
+    at ``ratio`` decides (the same decision for the same trace id, as across our services)."""
+    bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+    values = []
+    for _ in range(CONTEXTS):
+        trace_id, span_id = random.getrandbits(128) or 1, random.getrandbits(64) or 1
+        sampled = trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < bound
+        values.append(f"00-{trace_id:032x}-{span_id:016x}-{int(sampled):02x}".encode())
+    return values
+
+
+TRACEPARENTS = traceparents(1.0)  # replaced by main() for --ratio
+
+
+def jobs() -> list[Any]:
+    """Delivery jobs as the worker's lanes hold them, one per incoming context."""
+    task = SimpleNamespace(id="deli_01J0000000000000000000000", event=SimpleNamespace(id="evt_1"))
+    webhook = SimpleNamespace(id="wh_01J0000000000000000000000")
+    return [
+        SimpleNamespace(
+            message=Message([("traceparent", value), ("retry-attempt", b"0")]),
+            task=task,
+            webhook=webhook,
+            state=FRESH,
+        )
+        for value in TRACEPARENTS
+    ]
+
+
+def event_messages() -> list[Any]:
+    """Consumed event records, as Faust gives them to the router."""
+    return [
+        SimpleNamespace(
+            topic="ctrlplane.events.deploy",
+            partition=1,
+            offset=offset,
+            headers=[("traceparent", value)],
+        )
+        for offset, value in enumerate(TRACEPARENTS)
+    ]
+
+
+TASKS = [SimpleNamespace(key=b"wh_01J0000000000000000000000", value=b"x" * 200)]
+DELIVERIES = "ctrlplane.deliveries"
+
+
+def attempts(n: int, traced: bool) -> None:
+    with steady_state_gc():  # the delivery worker's collector settings
+        _attempts(n, traced)
+
+
+def _attempts(n: int, traced: bool) -> None:
+    the_jobs = jobs()
+    headers = SIGNED
+    if traced:
+        for i in range(n):
+            run(traced_post(post, the_jobs[i % CONTEXTS], URL, BODY, dict(headers)))
+    else:
+        for i in range(n):
+            job = the_jobs[i % CONTEXTS]
+            run(post(URL, BODY, dict(headers)) if job is not None else post(URL, BODY, {}))
+
+
+def routes(n: int, traced: bool) -> None:
+    messages = event_messages()
+    if traced:
+        for i in range(n):
+            traced_tasks(messages[i % CONTEXTS], TASKS, DELIVERIES)
+    else:
+        for i in range(n):
+            message = messages[i % CONTEXTS]
+            [Record(DELIVERIES, t.key, t.value) for t in TASKS if message is not None]
+
+
+Loop = Callable[[int, bool], None]
+SCENARIOS: dict[str, Loop] = {"attempt": attempts, "route": routes}
+
+
+def cpu(loop: Loop, n: int, traced: bool) -> float:
+    """Process CPU seconds of ``loop``, exports of its spans included."""
+    gc.collect()
+    start = time.process_time()
+    loop(n, traced)
+    if traced and tracing._provider is not None:
+        tracing._provider.force_flush()  # the exporter's remaining work counts
+    return time.process_time() - start
+
+
+def configure(mode: str, endpoint: str) -> None:
+    if mode == "otlp":
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+        tracing.configure("bench", env=os.environ)
+    else:
+        tracing.configure("bench", exporter=DropExporter(), env={}, batch=True)
+
+
+def per_span(mode: str, endpoint: str, loop: Loop, n: int, rounds: int) -> float:
+    """Min over rounds of (traced - untraced) CPU per span, in microseconds."""
+    best = float("inf")
+    for _ in range(rounds):
+        configure(mode, endpoint)
+        traced = cpu(loop, n, True)
+        tracing.shutdown()
+        untraced = cpu(loop, n, False)
+        best = min(best, (traced - untraced) / n * 1e6)
+    return best
+
+
+def micro(label: str, fn: Callable[[], Any], n: int, rounds: int) -> float:
+    """Min over rounds of CPU per call of ``fn``, in microseconds."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.process_time() - start) / n * 1e6)
+    return best
+
+
+def breakdown(loop: Loop, n: int, rounds: int) -> dict[str, float]:
+    """Extract, inject and encode, each alone, per span (microseconds)."""
+    memory = InMemorySpanExporter()
+    tracing.configure("bench", exporter=memory, env={})
+    made = min(n, 5000)
+    loop(made, True)
+    finished = list(memory.get_finished_spans())
+    headers = jobs()[0].message.headers()
+    span = tracing.start_span("x", tracing.context_from_headers(headers))
+    figures = {
+        "extract": micro("extract", lambda: tracing.context_from_headers(headers), n, rounds),
+        "inject": micro("inject", lambda: tracing.http_headers_of(span), n, rounds),
+    }
+    span.end()
+    tracing.shutdown()
+    batches = [finished[i : i + EXPORT_BATCH] for i in range(0, len(finished), EXPORT_BATCH)]
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for batch in batches:
+            encode_spans(batch).SerializePartialToString()
+        # Per span made: those not sampled are not exported.
+        best = min(best, (time.process_time() - start) / made * 1e6)
+    figures["encode"] = best
+    return figures
+
+
+def profile(loop: Loop, n: int, endpoint: str, path: str) -> None:
+    configure("otlp", endpoint)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    loop(n, True)
+    assert tracing._provider is not None
+    tracing._provider.force_flush()
+    profiler.disable()
+    tracing.shutdown()
+    profiler.dump_stats(path)
+    pstats.Stats(path).sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--spans", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--profile", help="cProfile the otlp mode into this file (and print it)")
+    parser.add_argument(
+        "--ratio",
+        type=float,
+        default=1.0,
+        help="OTEL_TRACES_SAMPLER=parentbased_traceidratio with this OTEL_TRACES_SAMPLER_ARG; "
+        "incoming contexts sampled upstream at the same ratio (default 1: always on)",
+    )
+    args = parser.parse_args()
+    TRACEPARENTS[:] = traceparents(args.ratio)
+    sampled = sum(value.endswith(b"-01") for value in TRACEPARENTS) / CONTEXTS
+    from bench.otlp_sink import OtlpSink
+
+    chosen = SCENARIOS if args.scenario == "all" else {args.scenario: SCENARIOS[args.scenario]}
+    for name in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED"):
+        os.environ.pop(name, None)
+    if args.ratio < 1:
+        os.environ["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        os.environ["OTEL_TRACES_SAMPLER_ARG"] = str(args.ratio)
+    # The loop makes spans far faster than a service does: a queue holding them all, so that
+    # none is dropped (dropped spans would cost nothing to export and flatter the figures).
+    os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", str(args.spans + EXPORT_BATCH))
+    with OtlpSink() as sink:
+        for scenario, loop in chosen.items():
+            loop(2000, False)  # warm-up: imports, caches
+            if args.profile:
+                profile(loop, args.spans, sink.endpoint, f"{args.profile}.{scenario}")
+                continue
+            before = sink.spans()
+            otlp = drop = float("inf")
+            for _ in range(args.rounds):  # alternate the modes: load drifts
+                otlp = min(otlp, per_span("otlp", sink.endpoint, loop, args.spans, 1))
+                drop = min(drop, per_span("drop", sink.endpoint, loop, args.spans, 1))
+            parts = breakdown(loop, args.spans, args.rounds)
+            received = sink.spans() - before
+            expected = round(args.spans * args.rounds * sampled)
+            http = otlp - drop - parts["encode"]
+            print(
+                f"{scenario:8} per span (µs CPU): total {otlp:6.1f} | create+end+queue "
+                f"{drop - parts['extract'] - parts['inject']:6.1f}  extract "
+                f"{parts['extract']:5.1f}  inject {parts['inject']:5.1f}  encode "
+                f"{parts['encode']:5.1f}  http {http:5.1f} | exported {received}/{expected}"
+            )
+
+
+if __name__ == "__main__":
+    main()

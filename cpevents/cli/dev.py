@@ -115,6 +115,9 @@ def dev_up(
     )
     stack = LocalStack(settings, platform_services, ports, settings.home / "logs", extra_env)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C stops the stack even when SIGINT was ignored when we started (a background job of
+    # a non-interactive shell inherits it ignored, and Python keeps it so).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start(on_progress=lambda message: console.print(f"  {message}"))
     except (StackError, KeyboardInterrupt) as exc:

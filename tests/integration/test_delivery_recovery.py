@@ -26,7 +26,18 @@ NETWORKS = "127.0.0.0/8"
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cpevents", "worker", "delivery", "--log-level", "WARNING"],
+        # --web-port 0: any free port for /metrics, so that workers never collide on 6067.
+        [
+            sys.executable,
+            "-m",
+            "cpevents",
+            "worker",
+            "delivery",
+            "--log-level",
+            "WARNING",
+            "--web-port",
+            "0",
+        ],
         env={**env, "CPEVENTS_DELIVERY_ALLOWED_NETWORKS": NETWORKS},
     )
 

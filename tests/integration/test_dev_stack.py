@@ -64,7 +64,7 @@ async def test_dev_up_delivers_a_signed_event_and_stops_clean(
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cpevents", "dev", "up",
         "--registry-port", str(free_port()), "--gateway-port", str(gateway_port),
-        "--streams-web-port", str(free_port()),
+        "--streams-web-port", str(free_port()), "--delivery-web-port", str(free_port()),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert process.stdout is not None

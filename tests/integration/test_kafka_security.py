@@ -212,7 +212,7 @@ async def test_gateway_router_and_delivery_deliver_a_signed_event(
         cpevents(
             env, "worker", "streams", "--web-port", str(free_port()), "--session-timeout", "6"
         ),
-        cpevents(env, "worker", "delivery"),
+        cpevents(env, "worker", "delivery", "--web-port", "0"),
     ]
     gateway = f"http://127.0.0.1:{gateway_port}"
     try:
@@ -269,7 +269,7 @@ async def test_gateway_router_and_delivery_deliver_a_signed_event(
 REGISTRY_CLIENTS: dict[str, Callable[[], list[str]]] = {
     "gateway": lambda: ["gateway", "--port", str(free_port())],
     "streams": lambda: ["worker", "streams", "--web-port", str(free_port())],
-    "delivery": lambda: ["worker", "delivery"],
+    "delivery": lambda: ["worker", "delivery", "--web-port", "0"],
     "replay": lambda: ["replay", "--since", "1h", "--until", "now"],
 }
 SERVICES: dict[str, Callable[[], list[str]]] = {

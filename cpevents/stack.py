@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpevents.localkafka.broker import BrokerError, default_broker, free_port, is_ready
+from cpevents.localkafka.broker import (
+    BrokerError,
+    default_broker,
+    die_with_parent,
+    free_port,
+    is_ready,
+)
 from cpevents.localkafka.resolve import kafka_cluster
 from plumbing.kafka.topic_admin import ensure_topics
 from plumbing.settings import Settings
@@ -80,14 +86,6 @@ class Service:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _die_with_parent() -> None:
-    # Children must not outlive the supervisor, even if it is killed with SIGKILL.
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 @dataclass
@@ -266,7 +264,7 @@ class LocalStack:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.services.append(service)
 

@@ -28,7 +28,7 @@ import pytest
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
-from cpevents.localkafka.broker import free_port
+from cpevents.localkafka.broker import die_with_parent, free_port
 from cpevents.localkafka.cluster import LocalCluster, NodePorts, leader_counts
 from delivery.worker import group_id as delivery_group
 from plumbing.kafka.clients import admin_config
@@ -89,7 +89,7 @@ class Proc:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     @property
@@ -110,13 +110,6 @@ class Proc:
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return f"--- {self.name}:\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 @dataclass

@@ -157,9 +157,10 @@ def _kafka_cluster_id(log_dir: Path) -> str:
     return formatted_cluster_id(log_dir) or new_cluster_id()
 
 
-def _die_with_parent() -> None:
-    # Linux only: the JVM gets SIGTERM if the process that started it dies, so a killed test run
-    # leaves no orphan broker behind.
+def die_with_parent() -> None:
+    """``preexec_fn`` of a child that must not outlive its parent (Linux only: the child gets
+    SIGTERM when the process that started it dies, even by SIGKILL), so a killed test run or
+    supervisor leaves no orphan broker or service behind."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -540,7 +541,7 @@ class LocalBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.tie_to_parent else None,
+            preexec_fn=die_with_parent if self.tie_to_parent else None,
         )
         out.close()  # the child has its own descriptor
         self.pid_file.write_text(str(process.pid))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import faust
 
-from plumbing.kafka.topic_admin import ensure_topics, replication_for
+from plumbing.kafka.topic_admin import ensure_topics, with_replication
 from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.serde import Serde
@@ -33,13 +33,7 @@ def build_worker(
 
     Replication ``auto`` is resolved here, against the cluster, so that Faust's own topics
     (changelogs, the assignor's) are replicated as ours are."""
-    replication = replication_for(settings)
-    settings = settings.model_copy(
-        update={
-            "replication_factor": replication.factor,
-            "min_insync_replicas": replication.min_insync,
-        }
-    )
+    settings = with_replication(settings)
     serde = serde or serde_for(settings)
     app = create_app(settings, options)
     ctx = StreamsContext(
@@ -60,6 +54,7 @@ def run_worker(
     settings: Settings, options: WorkerOptions, loglevel: str = "info", serde: Serde | None = None
 ) -> None:
     """Run a worker until it is stopped (SIGINT/SIGTERM). Blocks."""
+    settings = with_replication(settings)  # once: build_worker then finds it resolved
     ensure_topics(settings)
     worker = build_worker(settings, options, serde)
     # Rebuild the whole webhook table before the first event is routed: routing with a

@@ -85,6 +85,18 @@ def decide_replication(
     return Replication(replicas, in_sync)
 
 
+def with_replication(settings: Settings) -> Settings:
+    """``settings`` with replication ``auto`` resolved against the cluster (asked once): for a
+    process that creates topics in several places (ours and Faust's)."""
+    replication = replication_for(settings)
+    return settings.model_copy(
+        update={
+            "replication_factor": replication.factor,
+            "min_insync_replicas": replication.min_insync,
+        }
+    )
+
+
 def replication_for(settings: Settings, admin: AdminClient | None = None) -> Replication:
     """The replication of new topics for ``settings``, asking the cluster how many brokers it
     has when a setting is ``auto``."""

@@ -13,6 +13,7 @@ from plumbing.kafka.topic_admin import (
     Replication,
     decide_replication,
     replication_shortfall,
+    with_replication,
 )
 from plumbing.settings import Settings
 
@@ -85,3 +86,12 @@ def test_every_producer_is_durable(overrides: dict[str, object]) -> None:
     config = producer_config(Settings(bootstrap_servers="k:9092"), **overrides)
     assert config["acks"] == "all"
     assert config["enable.idempotence"] is True
+
+
+def test_settings_with_explicit_replication_are_resolved_without_asking_the_cluster() -> None:
+    # 127.0.0.1:1 answers nothing: a lookup would fail after its timeout.
+    settings = Settings(
+        bootstrap_servers="127.0.0.1:1", replication_factor=3, min_insync_replicas=2
+    )
+    resolved = with_replication(settings)
+    assert (resolved.replication_factor, resolved.min_insync_replicas) == (3, 2)

@@ -11,7 +11,13 @@ from setuptools import setup
 
 # Per-record code of replay and delivery (see each module's docstring for why it is hot), and
 # the wire-format primitives they call: compiled together, one module calls another natively.
-COMPILED = ["schemas/wire.py", "schemas/transcode.py", "schemas/attempt_records.py"]
+COMPILED = [
+    "schemas/wire.py",
+    "schemas/transcode.py",
+    "schemas/attempt_records.py",
+    # The trace exporter's OTLP encoder, per span: 6 µs as Python, 3.3 compiled (docstring).
+    "plumbing/otlp_encoding.py",
+]
 # One shared library for the group, schemas/native__mypyc.*.so (each module gets a small shim of
 # its own): without a name, mypyc would name it after a hash of the module list and put it at the
 # top level of the install, outside our packages. Known wrinkle of a library inside

@@ -254,7 +254,13 @@ def prepare(count: int) -> tuple[Settings, Router, list[tuple[str, bytes | None,
     for event in events:
         topic = settings.topics.for_event_type(event.type)
         records.append((topic, event.tenant_id.encode(), serde.events.encode(event, topic)))
-    produce(settings, records, timeout=120)
+    # Each event in a trace of its own, as a traced gateway or KafkaBus publishes it: with tracing
+    # on, the router's batch spans link to as many contexts as they keep.
+    traceparents = [
+        [("traceparent", f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01".encode())]
+        for _ in records
+    ]
+    produce(settings, records, timeout=120, headers=traceparents)
     size = sum(len(r[2] or b"") for r in records) / len(records)
     print(f"{count} events of {size:.0f} bytes on {len(settings.topics.all_events)} topics")
     return settings, Router(serde, WebhookIndex(hooks), settings.topics.deliveries), records

@@ -1,14 +1,15 @@
-"""CPU per span of tracing (issue 16), in one process, robust to a loaded machine.
+"""CPU of tracing per span and per routed event (issue 16), in one process, robust to load.
 
     .venv/bin/python bench/tracing_cost.py [--spans 20000] [--rounds 5] [--profile FILE]
 
-The spans are made by the code the services run: the router's ``route`` span
-(``streams.metrics.traced_tasks``: one span per event, child of the event's ``traceparent``,
-injected into its task records) and the delivery worker's ``POST webhook`` span
+The spans are made by the code the services run: the delivery worker's ``POST webhook`` span
 (``delivery.trace.traced_post``: child of the task's ``traceparent``, injected into the
-endpoint's request), with the real ``BatchSpanProcessor`` and OTLP/HTTP exporter configured by
-``plumbing.tracing.configure`` from ``OTEL_*`` variables, posting to ``bench/otlp_sink.py`` in a
-process of its own.
+endpoint's request) and the router's ``route`` span (``streams.trace.BatchTrace``: one per
+batch of 1000 events, each event in a trace of its own, so the span keeps the SDK's limit of
+128 links; tasks carry their event's headers), with the real ``BatchSpanProcessor`` and our
+OTLP/HTTP exporter (``plumbing.otlp_exporter``) configured by ``plumbing.tracing.configure``
+from ``OTEL_*`` variables, posting to ``bench/otlp_sink.py`` in a process of its own. For the
+router, ``--spans`` counts events and the figures are per event.
 
 What counts is ``time.process_time()``: the CPU of every thread of this process, so the
 exporter thread's encoding and HTTP posts count, while what other processes do on the machine
@@ -44,7 +45,6 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -57,7 +57,8 @@ from delivery.trace import traced_post
 from delivery.transport import AttemptResult
 from plumbing import tracing
 from plumbing.kafka.produce import Record
-from streams.metrics import traced_tasks
+from plumbing.otlp_encoding import encode_spans
+from streams.trace import BatchTrace
 
 CONTEXTS = 1000  # distinct incoming traceparents, used in turn
 EXPORT_BATCH = 512  # the SDK's default OTEL_BSP_MAX_EXPORT_BATCH_SIZE
@@ -133,18 +134,20 @@ def jobs() -> list[Any]:
 
 
 def event_messages() -> list[Any]:
-    """Consumed event records, as Faust gives them to the router."""
+    """Consumed event records, as aiokafka gives them to the router: ``ROUTE_BATCH`` of them,
+    each with a traceparent of its own (the worst case for links: no two share a context)."""
     return [
         SimpleNamespace(
             topic="ctrlplane.events.deploy",
             partition=1,
             offset=offset,
-            headers=[("traceparent", value)],
+            headers=[("traceparent", TRACEPARENTS[offset % CONTEXTS])],
         )
-        for offset, value in enumerate(TRACEPARENTS)
+        for offset in range(ROUTE_BATCH)
     ]
 
 
+ROUTE_BATCH = 1000  # the router's raw batch size (streams.raw_batches)
 TASKS = [SimpleNamespace(key=b"wh_01J0000000000000000000000", value=b"x" * 200)]
 DELIVERIES = "ctrlplane.deliveries"
 
@@ -167,14 +170,20 @@ def _attempts(n: int, traced: bool) -> None:
 
 
 def routes(n: int, traced: bool) -> None:
+    """``n`` events routed in batches of ``ROUTE_BATCH``, as ``RouterAgent._outputs`` does."""
     messages = event_messages()
-    if traced:
-        for i in range(n):
-            traced_tasks(messages[i % CONTEXTS], TASKS, DELIVERIES)
-    else:
-        for i in range(n):
-            message = messages[i % CONTEXTS]
-            [Record(DELIVERIES, t.key, t.value) for t in TASKS if message is not None]
+    for first in range(0, n, ROUTE_BATCH):
+        batch = messages[: min(ROUTE_BATCH, n - first)]
+        if traced:
+            trace = BatchTrace(batch)
+            out = [
+                Record(DELIVERIES, t.key, t.value, trace.headers(i))
+                for i in range(len(batch))
+                for t in TASKS
+            ]
+            trace.end(len(out), 0)
+        else:
+            [Record(DELIVERIES, t.key, t.value) for i in range(len(batch)) for t in TASKS]
 
 
 Loop = Callable[[int, bool], None]
@@ -242,7 +251,7 @@ def breakdown(loop: Loop, n: int, rounds: int) -> dict[str, float]:
     for _ in range(rounds):
         start = time.process_time()
         for batch in batches:
-            encode_spans(batch).SerializePartialToString()
+            encode_spans(batch)  # as plumbing.otlp_exporter does
         # Per span made: those not sampled are not exported.
         best = min(best, (time.process_time() - start) / made * 1e6)
     figures["encode"] = best
@@ -300,8 +309,15 @@ def main() -> None:
             for _ in range(args.rounds):  # alternate the modes: load drifts
                 otlp = min(otlp, per_span("otlp", sink.endpoint, loop, args.spans, 1))
                 drop = min(drop, per_span("drop", sink.endpoint, loop, args.spans, 1))
-            parts = breakdown(loop, args.spans, args.rounds)
             received = sink.spans() - before
+            if loop is routes:  # one span per batch: figures per event, no per-span parts
+                batches = -(-args.spans // ROUTE_BATCH) * args.rounds
+                print(
+                    f"{scenario:8} per event (µs CPU): total {otlp:6.2f} | without export "
+                    f"{drop:6.2f} | exported {received}/{batches} spans"
+                )
+                continue
+            parts = breakdown(loop, args.spans, args.rounds)
             expected = round(args.spans * args.rounds * sampled)
             http = otlp - drop - parts["encode"]
             print(

@@ -1,10 +1,11 @@
 """Trace spans of delivery attempts (only when ``plumbing.tracing`` is on).
 
-Each attempt is a client span, child of the trace context in the task record's headers (put
-there by the router, from the event's own ``traceparent``); the endpoint receives the span's
-``traceparent`` (and ``tracestate``). Retries carry the task's headers unchanged (only the
-``retry-*`` ones are replaced), so every attempt of a delivery, first or retried, is a span of
-the same trace, under the router's ``route`` span.
+Each attempt is a client span, child of the trace context in the task record's headers (the
+event record's own ``traceparent``, which the router passes on: the span that published the
+event; for an event published without one, the router's batch span); the endpoint receives the
+span's ``traceparent`` (and ``tracestate``). Retries carry the task's headers unchanged (only
+the ``retry-*`` ones are replaced), so every attempt of a delivery, first or retried, is a span
+of the same trace, with the same parent.
 
 Attributes: ``cpevents.attempt`` (1 for the first), ``cpevents.delivery_id``,
 ``cpevents.event_id``, ``cpevents.webhook_id``, and ``http.response.status_code`` when the
@@ -33,24 +34,32 @@ async def traced_post(
 ) -> AttemptResult:
     """``post(url, body, headers)`` inside a span whose ``traceparent`` the endpoint gets."""
     parent = tracing.context_from_headers(job.message.headers())
-    task, webhook = job.task, job.webhook
-    # Only what a constant or the span's status would not say: each attribute costs some 4 µs
-    # of CPU (made, then encoded for export) in a span of 50. The method is the span's name;
-    # a failed attempt's verdict is in its status's description.
+    span = tracing.start_span("POST webhook", parent, tracing.SpanKind.CLIENT)
+    try:
+        result = await post(url, body, {**headers, **tracing.http_headers_of(span)})
+    except BaseException:
+        span.set_attributes(_attributes(job, 0))
+        span.end()
+        raise
+    # Only what a constant or the span's status would not say: the method is the span's name;
+    # a failed attempt's verdict is in its status's description. Set in one call at the end:
+    # given at the start, the SDK cleans every attribute twice (sampler, then span).
+    span.set_attributes(_attributes(job, result.status))
+    outcome = result.outcome
+    if outcome.verdict != "delivered":
+        span.set_status(tracing.StatusCode.ERROR, f"{outcome.verdict}: {outcome.reason}"[:200])
+    span.end()
+    return result
+
+
+def _attributes(job: Job, status: int) -> dict[str, str | int]:
     attributes: dict[str, str | int] = {"cpevents.attempt": job.state.attempts + 1}
+    task, webhook = job.task, job.webhook
     if task is not None:
         attributes["cpevents.delivery_id"] = task.id
         attributes["cpevents.event_id"] = task.event.id
     if webhook is not None:
         attributes["cpevents.webhook_id"] = webhook.id
-    span = tracing.start_span("POST webhook", parent, tracing.SpanKind.CLIENT, attributes)
-    try:
-        result = await post(url, body, {**headers, **tracing.http_headers_of(span)})
-        if result.status:  # 0: no answer (refused, timed out), so no status code
-            span.set_attribute("http.response.status_code", result.status)
-        outcome = result.outcome
-        if outcome.verdict != "delivered":
-            span.set_status(tracing.StatusCode.ERROR, f"{outcome.verdict}: {outcome.reason}"[:200])
-        return result
-    finally:
-        span.end()
+    if status:  # 0: no answer (refused, timed out), so no status code
+        attributes["http.response.status_code"] = status
+    return attributes

@@ -3,7 +3,8 @@
 Tracing is on when the environment names an exporter: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), or ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``;
 ``none`` turns it off, as does ``OTEL_SDK_DISABLED=true``). The exporter is OTLP over HTTP with
-protobuf (``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf``, the only protocol installed); the
+protobuf (``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf``, the only protocol installed; the SDK's
+exporter with a leaner encoding, ``plumbing.otlp_exporter``); the
 sampler (``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``), the service name
 (``OTEL_SERVICE_NAME``, else the component's) and resource attributes
 (``OTEL_RESOURCE_ATTRIBUTES``) are the SDK's own reading of the environment.
@@ -18,8 +19,9 @@ The trace context travels as W3C ``traceparent``/``tracestate`` headers: in HTTP
 - gateway ``POST /v1/events`` (server; continues the caller's ``traceparent``): its context goes
   into every event record of the request;
 - ``KafkaBus.publish`` (producer; continues the caller's current span);
-- router ``route`` (consumer), one per event, child of the event's context, whose context goes
-  into each of the event's delivery tasks: one trace runs from the POST to the endpoint;
+- router ``route`` (consumer), one per batch, linked to its events' contexts; each task carries
+  its event's context unchanged (``streams.trace``): one trace runs from the POST to the
+  endpoint;
 - delivery ``POST webhook`` (client), one per attempt, child of the task's context; the endpoint
   receives its ``traceparent``. Retries read the same task headers, so every attempt of a
   delivery is a sibling in the one trace.
@@ -30,13 +32,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -44,6 +46,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.trace import (
+    Link,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -58,8 +61,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "NEW_TRACE",
     "TRACEPARENT",
     "TRACESTATE",
+    "Link",
     "SpanKind",
     "StatusCode",
     "configure",
@@ -68,17 +73,23 @@ __all__ = [
     "exporter_from_env",
     "headers_of",
     "http_headers_of",
+    "link_from_headers",
+    "max_links",
     "shutdown",
     "start_span",
+    "trace_header_pairs",
 ]
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
+#: The parent of a span that starts a trace of its own, whatever the current span.
+NEW_TRACE = Context()
 
 #: True once :func:`configure` installed an exporter. Hot paths read it before anything else.
 enabled = False
 
 _tracer: Tracer | None = None
+_max_links: int | None = None
 _provider: TracerProvider | None = None
 _propagator = TraceContextTextMapPropagator()
 
@@ -128,9 +139,10 @@ def _exporter(kind: str, env: Mapping[str, str]) -> SpanExporter:
             "(point it at the collector's OTLP/HTTP port, usually 4318)"
         )
     # Imported only when used: it loads requests and protobuf.
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from plumbing.otlp_exporter import OtlpHttpSpanExporter
 
-    return OTLPSpanExporter()  # endpoint, headers, timeout: OTEL_EXPORTER_OTLP_* as the SDK reads
+    # Endpoint, headers, timeout: OTEL_EXPORTER_OTLP_* as the SDK reads them.
+    return OtlpHttpSpanExporter()
 
 
 def configure(
@@ -148,7 +160,7 @@ def configure(
     Raises ValueError for an exporter or protocol that is not installed: a service must not
     start believing it traces when it cannot.
     """
-    global enabled, _tracer, _provider
+    global enabled, _tracer, _provider, _max_links
     env = os.environ if env is None else env
     if exporter is None:
         kind = exporter_from_env(env)
@@ -160,12 +172,14 @@ def configure(
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
     resource = _HashedOnce(Resource.create(attributes))  # OTEL_RESOURCE_ATTRIBUTES too
-    provider = TracerProvider(resource=resource)  # sampler: OTEL_TRACES_*
+    limits = SpanLimits()  # OTEL_SPAN_*_LIMIT, OTEL_LINK_*_LIMIT, as the provider would read them
+    provider = TracerProvider(resource=resource, span_limits=limits)  # sampler: OTEL_TRACES_*
     provider.add_span_processor(processor)
     old = _provider
     # Our own provider rather than the global one: the global can be set once per process, and
     # tests configure several in turn.
     _provider, _tracer = provider, provider.get_tracer("cpevents")
+    _max_links = limits.max_links
     enabled = True
     if old is not None:
         old.shutdown()
@@ -212,24 +226,65 @@ def _trace_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> tuple[Any
     return parent, state
 
 
-def context_from_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> Context | None:
-    """The trace context in ``headers`` (None if they carry no ``traceparent``)."""
+def trace_header_pairs(
+    headers: HeaderPairs | Mapping[str, Any] | None,
+) -> tuple[tuple[str, bytes], ...]:
+    """The ``traceparent`` (and ``tracestate``) among ``headers`` as Kafka header pairs, ready to
+    pass on unchanged; empty when there is no ``traceparent``."""
     parent, state = _trace_headers(headers)
     if parent is None:
-        return None
+        return ()
+    if state is None:
+        return ((TRACEPARENT, _bytes(parent)),)
+    return (TRACEPARENT, _bytes(parent)), (TRACESTATE, _bytes(state))
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _span_context(parent: Any, state: Any) -> SpanContext | None:
+    """The remote span context a ``traceparent`` (and ``tracestate``) value names; None when it
+    is not a valid one."""
     traceparent = _text(parent)
     match = _TRACEPARENT_00.fullmatch(traceparent)
     if match is None:  # not the plain version 00: the SDK decides
         carrier = {TRACEPARENT: traceparent}
         if state is not None:
             carrier[TRACESTATE] = _text(state)
-        return _propagator.extract(carrier)
+        context = trace.get_current_span(_propagator.extract(carrier)).get_span_context()
+        return context if context.is_valid else None
     trace_id, span_id = int(match[1], 16), int(match[2], 16)
     if not trace_id or not span_id:  # all zeros: invalid, as the propagator has it
-        return Context()
+        return None
     trace_state = None if state is None else _trace_state(_text(state))
-    span_context = SpanContext(trace_id, span_id, True, TraceFlags(int(match[3], 16)), trace_state)
+    return SpanContext(trace_id, span_id, True, TraceFlags(int(match[3], 16)), trace_state)
+
+
+def context_from_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> Context | None:
+    """The trace context in ``headers`` (None if they carry no ``traceparent``)."""
+    parent, state = _trace_headers(headers)
+    if parent is None:
+        return None
+    span_context = _span_context(parent, state)
+    if span_context is None:
+        return Context()  # an invalid traceparent: a new trace, as the propagator has it
     return trace.set_span_in_context(NonRecordingSpan(span_context), Context())
+
+
+def link_from_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> Link | None:
+    """A link to the span whose context ``headers`` carry (None without a valid one)."""
+    parent, state = _trace_headers(headers)
+    if parent is None:
+        return None
+    span_context = _span_context(parent, state)
+    return None if span_context is None else Link(span_context)
+
+
+def max_links() -> int | None:
+    """The most links a span keeps (``OTEL_SPAN_LINK_COUNT_LIMIT``, default 128; None: no
+    limit): a caller with more to give makes only that many."""
+    return _max_links
 
 
 def _trace_state(header: str) -> TraceState | None:
@@ -242,12 +297,14 @@ def start_span(
     parent: Context | None = None,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
+    links: Sequence[Link] = (),
 ) -> Span:
-    """A started span, child of ``parent`` (else of the current span, else a root). End it."""
+    """A started span, child of ``parent`` (else of the current span, else a root; ``NEW_TRACE``
+    for a root in any case), linked to ``links``. End it."""
     tracer = _tracer
     if tracer is None:
         return trace.INVALID_SPAN
-    return tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+    return tracer.start_span(name, context=parent, kind=kind, attributes=attributes, links=links)
 
 
 def headers_of(span: Span) -> list[tuple[str, bytes]]:

@@ -1,25 +1,17 @@
-"""The router's Prometheus metrics and trace spans, served on the Faust web port (``/metrics``).
+"""The router's Prometheus metrics, served on the Faust web port (``/metrics``).
 
 Counted once per batch (the router already works in batches of up to 1000 events): the cost
-per event is nil. Traces, when ``plumbing.tracing`` is on, are one ``route`` span per event,
-child of the event record's ``traceparent`` (a root when it has none), whose context goes into
-each of the event's delivery tasks, so one trace runs from the producer to the endpoint. One
-span per event rather than a batch span with links: a batch span would start a trace of its
-own, and the endpoint's ``traceparent`` would then not lead back to the request that published
-the event.
+per event is nil. Its trace spans are in ``streams.trace``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
 
-from plumbing import tracing
-from plumbing.kafka.produce import Record
 from plumbing.metrics import counter, histogram
 
-__all__ = ["RouterMetrics", "router_metrics", "traced_tasks"]
+__all__ = ["RouterMetrics", "router_metrics"]
 
 
 class RouterMetrics:
@@ -79,25 +71,3 @@ class RouterMetrics:
 def router_metrics() -> RouterMetrics:
     """The process's router metrics (made once)."""
     return RouterMetrics()
-
-
-def traced_tasks(message: Any, tasks: Sequence[Any], topic: str) -> list[Record]:
-    """The task records of one event (a Faust message), each carrying the context of a
-    ``route`` span, child of the event's trace context. Only called with tracing on."""
-    # Every attribute given at the start: one cleaning pass, no lock and no call per
-    # attribute, as set_attribute has.
-    span = tracing.start_span(
-        "route",
-        tracing.context_from_headers(message.headers),  # Kafka pairs or a mapping
-        tracing.SpanKind.CONSUMER,
-        {
-            "messaging.system": "kafka",
-            "messaging.source.name": str(message.topic),
-            "messaging.kafka.partition": int(message.partition),
-            "messaging.kafka.offset": int(message.offset),
-            "cpevents.tasks": len(tasks),
-        },
-    )
-    headers = tracing.headers_of(span)
-    span.end()  # nothing in between can fail: no try
-    return [Record(topic, task.key, task.value, headers) for task in tasks]

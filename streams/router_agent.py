@@ -37,7 +37,8 @@ from streams.app import StreamsContext
 from streams.commits import CommitSafeApp, CommitSafeConsumer
 from streams.fanout import RegistryUnavailable, Router
 from streams.faust_record import ConsumerRecordView
-from streams.metrics import router_metrics, traced_tasks
+from streams.metrics import router_metrics
+from streams.trace import BatchTrace
 from streams.writer import BatchWriter, Refused
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,11 @@ class RouterAgent:
         failed_at_ms = now_ns // 1_000_000
         created_at_us = now_ns // 1000  # one creation time for the batch's tasks
         route = self._router.route
-        traced = tracing.enabled  # off: not one span, header or context per event
-        for message in messages:
+        deliveries = self._deliveries
+        # Off: not one span, header or context per event.
+        batch_trace = BatchTrace(messages) if tracing.enabled else None
+        dead_lettered = 0
+        for index, message in enumerate(messages):
             starts.append(len(out))
             routed = route(message.topic, message.value, created_at_us)
             if routed.dead_letter_reason is not None:
@@ -92,10 +96,14 @@ class RouterAgent:
                     routed.dead_letter_reason,
                 )
                 out.append(self._dead_letter(message, routed.dead_letter_reason, failed_at_ms))
-            elif traced:
-                out.extend(traced_tasks(message, routed.tasks, self._deliveries))
+                dead_lettered += 1
+            elif batch_trace is not None:
+                headers = batch_trace.headers(index)
+                out.extend(Record(deliveries, t.key, t.value, headers) for t in routed.tasks)
             else:
-                out.extend(Record(self._deliveries, t.key, t.value) for t in routed.tasks)
+                out.extend(Record(deliveries, t.key, t.value) for t in routed.tasks)
+        if batch_trace is not None:
+            batch_trace.end(len(out) - dead_lettered, dead_lettered)
         return out, starts
 
     def _dead_letter(self, message: Any, reason: str, failed_at_ms: int) -> Record:

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,9 +75,13 @@ def make_webhook(
 
 
 def produce(
-    settings: Settings, records: list[tuple[str, bytes | None, bytes | None]], timeout: float = 30
+    settings: Settings,
+    records: list[tuple[str, bytes | None, bytes | None]],
+    timeout: float = 30,
+    headers: Sequence[list[tuple[str, bytes]]] | None = None,
 ) -> None:
-    """Write (topic, key, value) records and wait until Kafka acknowledged all of them."""
+    """Write (topic, key, value) records, with ``headers[i]`` for record i if given, and wait
+    until Kafka acknowledged all of them."""
     producer = Producer(producer_config(settings))
     errors: list[str] = []
 
@@ -85,8 +89,11 @@ def produce(
         if err is not None:
             errors.append(str(err))
 
-    for topic, key, value in records:
-        producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+    for i, (topic, key, value) in enumerate(records):
+        record_headers = None if headers is None else headers[i]
+        producer.produce(
+            topic, key=key, value=value, headers=record_headers, on_delivery=on_delivery
+        )
         producer.poll(0)
     assert producer.flush(timeout) == 0 and not errors, errors
 

@@ -1,6 +1,7 @@
 """The spans of each hop, with the SDK's in-memory exporter: the gateway's request span and
 KafkaBus's publish span put their context into every record, the router's route span (one per
-event) into each of its tasks, and each delivery attempt's span into the endpoint's request."""
+batch, linked to its events' contexts) passes each record's context on to its tasks, and each
+delivery attempt's span puts its own into the endpoint's request."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from delivery.transport import AttemptResult
 from plumbing import tracing
 from plumbing.kafka.produce import Delivered, Record
 from producers.observability import traced_publish, traced_request
-from streams.metrics import traced_tasks
+from streams.trace import BatchTrace
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER = f"00-{TRACE}-00f067aa0ba902b7-01"
@@ -87,21 +88,54 @@ async def test_kafkabus_publish_is_a_child_of_the_callers_current_span(
     assert trace_of(send.sent[0].headers) == f"{caller.get_span_context().trace_id:032x}"
 
 
-def test_the_router_makes_one_span_per_event_and_passes_it_to_each_task(
+def test_the_router_makes_one_span_per_batch_and_tasks_keep_their_events_trace(
     spans: InMemorySpanExporter,
 ) -> None:
-    message = SimpleNamespace(
-        topic="t.events.deploy", partition=1, offset=7, headers=[("traceparent", CALLER.encode())]
-    )
-    tasks = [SimpleNamespace(key=b"wh_1", value=b"a"), SimpleNamespace(key=b"wh_2", value=b"b")]
-    records = traced_tasks(message, tasks, "t.deliveries")
+    other = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    messages = [
+        SimpleNamespace(headers=[("traceparent", CALLER.encode()), ("tracestate", b"k=v")]),
+        SimpleNamespace(headers=[("traceparent", CALLER.encode()), ("tracestate", b"k=v")]),
+        SimpleNamespace(headers=[("event-type", b"x"), ("traceparent", other.encode())]),
+        SimpleNamespace(headers=None),  # no context: its tasks take the batch span's
+        SimpleNamespace(headers={"traceparent": "00-junk"}),  # invalid: no link, passed on
+    ]
+    batch = BatchTrace(messages)
+    assert batch.headers(0) == (("traceparent", CALLER.encode()), ("tracestate", b"k=v"))
+    assert batch.headers(2) == (("traceparent", other.encode()),)
+    own = batch.headers(3)
+    assert batch.headers(4) == (("traceparent", b"00-junk"),)
+    batch.end(tasks=7, dead_lettered=1)
     [span] = spans.get_finished_spans()
     assert span.name == "route" and span.kind == trace.SpanKind.CONSUMER
-    assert [r.topic for r in records] == ["t.deliveries", "t.deliveries"]
-    assert [trace_of(r.headers) for r in records] == [TRACE, TRACE]
-    assert span.attributes is not None and span.attributes["cpevents.tasks"] == 2
-    dict_headers = SimpleNamespace(topic="t", partition=0, offset=0, headers={})
-    traced_tasks(dict_headers, [], "t.deliveries")  # no context: a root span, no failure
+    assert span.parent is None  # a trace of its own
+    assert trace_of(own) == f"{span.context.trace_id:032x}"
+    # One link per distinct event context, with its tracestate.
+    linked = [(link.context.trace_id, link.context.span_id) for link in span.links]
+    assert linked == [
+        (int(TRACE, 16), 0x00F067AA0BA902B7),
+        (int("ab" * 16, 16), 0xCDCDCDCDCDCDCDCD),
+    ]
+    assert span.links[0].context.trace_state.get("k") == "v"
+    assert span.attributes is not None
+    assert span.attributes["messaging.batch.message_count"] == 5
+    assert (span.attributes["cpevents.tasks"], span.attributes["cpevents.dead_lettered"]) == (7, 1)
+
+
+def test_a_batch_span_links_at_most_the_sdks_link_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_SPAN_LINK_COUNT_LIMIT", "3")
+    exporter = InMemorySpanExporter()
+    tracing.configure("test", exporter=exporter, env={})
+    try:
+        contexts = [f"00-{TRACE}-{i + 1:016x}-01".encode() for i in range(10)]
+        batch = BatchTrace([SimpleNamespace(headers=[("traceparent", c)]) for c in contexts])
+        assert [batch.headers(i) for i in range(10)] == [(("traceparent", c),) for c in contexts]
+        batch.end(10, 0)
+        [span] = exporter.get_finished_spans()
+        assert [link.context.span_id for link in span.links] == [1, 2, 3]
+    finally:
+        tracing.shutdown()
 
 
 async def test_each_attempt_is_a_span_whose_traceparent_the_endpoint_gets(

@@ -292,17 +292,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def bench(bootstrap: str, tasks: int, rounds: int, retries: int, profile: str | None) -> None:
-    settings = Settings(
-        bootstrap_servers=bootstrap,
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-        schema_registry_url=f"mock://{uuid.uuid4().hex}",
-        retry_tiers=("500ms", "1s"),
-        secret_key=SecretStr(generate_encryption_key()),
-        delivery_allowed_networks=("127.0.0.0/8",),
-        delivery_per_endpoint_limit=CONCURRENCY,
-        delivery_breaker_failures=100_000,
-        delivery_jitter=0.1,
-        delivery_timeout=HANG_TIMEOUT,
+    settings = bench_settings(
+        bootstrap, schema_registry_url=f"mock://{uuid.uuid4().hex}", delivery_jitter=0.1
     )
     ensure_topics(settings)
     try:
@@ -732,7 +723,8 @@ def delete_topics(settings: Settings) -> None:
             future.result(timeout=30)
 
 
-def observability_settings(bootstrap: str) -> Settings:
+def bench_settings(bootstrap: str, **overrides: Any) -> Settings:
+    """Fresh topics, quick retry tiers, loopback endpoints allowed, no breaker in the way."""
     return Settings(
         bootstrap_servers=bootstrap,
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
@@ -742,6 +734,7 @@ def observability_settings(bootstrap: str) -> Settings:
         delivery_per_endpoint_limit=CONCURRENCY,
         delivery_breaker_failures=100_000,
         delivery_timeout=HANG_TIMEOUT,
+        **overrides,
     )
 
 
@@ -766,7 +759,7 @@ def main() -> None:
         Settings(bootstrap_servers=os.environ.get("CPEVENTS_BOOTSTRAP_SERVERS"))
     ) as servers:
         if args.observability:
-            asyncio.run(observability(observability_settings(servers), args.tasks, args.rounds))
+            asyncio.run(observability(bench_settings(servers), args.tasks, args.rounds))
         else:
             asyncio.run(bench(servers, args.tasks, args.rounds, args.retries, args.profile))
 

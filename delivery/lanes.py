@@ -28,7 +28,7 @@ from delivery.outcome import Verdict
 from delivery.ratelimit import TokenBucket
 from delivery.retry_headers import RetryState
 from delivery.signing import signature_headers
-from delivery.trace import traced_post
+from delivery.trace import end_attempt_span, start_attempt_span
 from delivery.transport import AsyncTransport, AttemptResult
 from plumbing import tracing
 from schemas.transcode import DeliveryTaskJson
@@ -230,13 +230,40 @@ class Lanes:
             breakers.trials,
         )
 
+    def _may_send(self, job: Job, webhook_id: str, endpoint: str, now: float) -> bool:
+        """Whether the job's attempt goes ahead now; if not, the job is dropped (its webhook
+        is gone or disabled, e.g. by another task's 410) or deferred (the endpoint's breaker is
+        open, or its trials are out: nothing sent, nothing counted)."""
+        current = self._webhooks.get(webhook_id)
+        if current is None or not current.active:
+            self._drop(job, current)
+            return False
+        if not self.breakers.allow(endpoint, now):
+            self._defer(job, self.breakers.next_trial(endpoint, now))
+            return False
+        return True
+
+    def _answered(self, endpoint: str, lane: Lane, job: Job, result: AttemptResult) -> None:
+        """An attempt is over: the lane and the endpoint's breaker learn its outcome; its
+        outputs wait for the next batch."""
+        if result.status:  # it answers (again): its tasks queue again
+            lane.deferring = False
+            lane.answered_at = time.monotonic()
+        failed = result.outcome.verdict is Verdict.RETRY
+        if self.breakers.record(endpoint, not failed, self._clock()) is not None:
+            self._breaker_moved(endpoint, result)
+        # The outputs are written in one pass for every attempt finished meanwhile:
+        # interleaving that work with the HTTP calls costs far more CPU (caches) than doing it
+        # in a batch.
+        self.attempted.append((job, result))
+
     async def _run(self, endpoint: str, lane: Lane) -> None:
         """Post the lane's jobs one after another until it is empty.
 
         The attempt is inline (not a coroutine of its own): every await of the HTTP call
         resumes through each coroutine frame above it, once per request and phase.
         """
-        post, breakers, jobs = self._transport.post, self.breakers, lane.jobs
+        post, jobs = self._transport.post, lane.jobs
         try:
             while jobs:
                 job = jobs.popleft()
@@ -249,14 +276,8 @@ class Lanes:
                         wait = bucket.reserve(self._clock()) - self._clock()
                         if wait > 0:
                             await asyncio.sleep(wait)
-                    current = self._webhooks.get(webhook.id)
-                    if current is None or not current.active:
-                        self._drop(job, current)  # e.g. another task's 410 disabled it
-                        continue
                     now = self._clock()
-                    if not breakers.allow(endpoint, now):
-                        # Open, or its trials are out: nothing sent, nothing counted.
-                        self._defer(job, breakers.next_trial(endpoint, now))
+                    if not self._may_send(job, webhook.id, endpoint, now):
                         continue
                     # Signed now: webhook-timestamp is the attempt's time, however long the
                     # job waited in the lane.
@@ -265,21 +286,16 @@ class Lanes:
                     if job.extra_headers:  # custom headers; reserved names never reach here
                         headers.update(job.extra_headers)
                     # Traced: a span per attempt, whose traceparent the endpoint gets.
-                    result = await (
-                        traced_post(post, job, webhook.url, body, headers)
-                        if tracing.enabled
-                        else post(webhook.url, body, headers)
-                    )
-                    if result.status:  # it answers (again): its tasks queue again
-                        lane.deferring = False
-                        lane.answered_at = time.monotonic()
-                    failed = result.outcome.verdict is Verdict.RETRY
-                    if breakers.record(endpoint, not failed, self._clock()) is not None:
-                        self._breaker_moved(endpoint, result)
-                    # The outputs are written in one pass for every attempt finished meanwhile:
-                    # interleaving that work with the HTTP calls costs far more CPU (caches)
-                    # than doing it in a batch.
-                    self.attempted.append((job, result))
+                    span = start_attempt_span(job, headers) if tracing.enabled else None
+                    try:
+                        result = await post(webhook.url, body, headers)
+                    except BaseException:
+                        if span is not None:
+                            end_attempt_span(span, job, None)
+                        raise
+                    if span is not None:
+                        end_attempt_span(span, job, result)
+                    self._answered(endpoint, lane, job, result)
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:

@@ -7,6 +7,9 @@ span's ``traceparent`` (and ``tracestate``). Retries carry the task's headers un
 the ``retry-*`` ones are replaced), so every attempt of a delivery, first or retried, is a span
 of the same trace, with the same parent.
 
+The span is a lean one (``plumbing.lean_spans``): the same span the SDK would make, at a
+fraction of its CPU, as there is one per attempt.
+
 Attributes: ``cpevents.attempt`` (1 for the first), ``cpevents.delivery_id``,
 ``cpevents.event_id``, ``cpevents.webhook_id``, and ``http.response.status_code`` when the
 endpoint answered. An attempt that did not deliver has an ERROR status described as
@@ -15,41 +18,49 @@ endpoint answered. An attempt that did not deliver has an ERROR status described
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from delivery.transport import AttemptResult
 from plumbing import tracing
+from plumbing.lean_spans import LeanSpan
 
 if TYPE_CHECKING:  # lanes import this module
     from delivery.lanes import Job
 
-__all__ = ["traced_post"]
-
-Post = Callable[[str, bytes, Mapping[str, str]], Awaitable[AttemptResult]]
+__all__ = ["end_attempt_span", "start_attempt_span"]
 
 
-async def traced_post(
-    post: Post, job: Job, url: str, body: bytes, headers: Mapping[str, str]
-) -> AttemptResult:
-    """``post(url, body, headers)`` inside a span whose ``traceparent`` the endpoint gets."""
-    parent = tracing.context_from_headers(job.message.headers())
-    span = tracing.start_span("POST webhook", parent, tracing.SpanKind.CLIENT)
-    try:
-        result = await post(url, body, {**headers, **tracing.http_headers_of(span)})
-    except BaseException:
-        span.set_attributes(_attributes(job, 0))
-        span.end()
-        raise
+def start_attempt_span(job: Job, headers: dict[str, str]) -> LeanSpan | None:
+    """The attempt's span, started now (None when tracing is off); its ``traceparent`` (and
+    ``tracestate``) are added to ``headers``, the request's.
+
+    Not a coroutine around the POST: every await of the HTTP call would resume through its
+    frame (see ``Lanes._run``)."""
+    tracer = tracing.lean_tracer()
+    if tracer is None:
+        return None
+    span = tracer.start("POST webhook", tracing.SpanKind.CLIENT, job.message.headers())
+    headers[tracing.TRACEPARENT] = span.traceparent
+    if span.trace_state:
+        headers[tracing.TRACESTATE] = span.trace_state.to_header()
+    return span
+
+
+def end_attempt_span(span: LeanSpan, job: Job, result: AttemptResult | None) -> None:
+    """End the attempt's span with what it got (``result`` None: the POST raised)."""
+    tracer = tracing.lean_tracer()
+    if tracer is None:  # tracing turned off meanwhile: nowhere to send it
+        return
     # Only what a constant or the span's status would not say: the method is the span's name;
-    # a failed attempt's verdict is in its status's description. Set in one call at the end:
-    # given at the start, the SDK cleans every attribute twice (sampler, then span).
-    span.set_attributes(_attributes(job, result.status))
-    outcome = result.outcome
-    if outcome.verdict != "delivered":
-        span.set_status(tracing.StatusCode.ERROR, f"{outcome.verdict}: {outcome.reason}"[:200])
-    span.end()
-    return result
+    # a failed attempt's verdict is in its status's description.
+    error = None
+    status = 0
+    if result is not None:
+        status = result.status
+        outcome = result.outcome
+        if outcome.verdict != "delivered":
+            error = f"{outcome.verdict}: {outcome.reason}"[:200]
+    tracer.finish(span, _attributes(job, status), error)
 
 
 def _attributes(job: Job, status: int) -> dict[str, str | int]:

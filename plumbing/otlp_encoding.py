@@ -54,6 +54,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.span import TraceState
 
+from plumbing.lean_spans import LeanSpan
+
 __all__ = ["UnsupportedSpan", "encode_spans"]
 
 
@@ -475,6 +477,41 @@ def _span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
+def _lean_span(span: LeanSpan) -> bytes:
+    """A Span message's body for a lean span: what ``_span`` writes for its ``readable()``
+    (no events, no links; a parent only remote), from its fields."""
+    if span.body is not None:
+        return span.body
+    kind = _KINDS.get(id(span.kind))
+    if kind is None:
+        raise UnsupportedSpan(f"span kind {span.kind!r}")
+    code = _STATUS_CODES.get(id(span.status_code))
+    if code is None:
+        raise UnsupportedSpan(f"status code {span.status_code!r}")
+    parts: list[bytes] = [
+        _SPAN_TRACE_ID,
+        span.trace_id.to_bytes(16, "big"),
+        _SPAN_SPAN_ID,
+        span.span_id.to_bytes(8, "big"),
+        _trace_state(span.trace_state),
+    ]
+    if span.parent_span_id:
+        parts.append(_SPAN_PARENT_SPAN_ID)
+        parts.append(span.parent_span_id.to_bytes(8, "big"))
+    parts.append(_string_field(_SPAN_NAME, span.name))
+    parts.append(kind)
+    parts.append(_fixed64_field(_SPAN_START, span.start_time))
+    parts.append(_fixed64_field(_SPAN_END, span.end_time))
+    _put_attributes(parts, _SPAN_ATTRIBUTES, span.attributes)
+    parts.append(_count_field(_SPAN_DROPPED_ATTRIBUTES, span.dropped_attributes))
+    body = _string_field(_STATUS_MESSAGE, span.status_description) + code
+    parts.append(_SPAN_STATUS)
+    parts.append(_varint(len(body)))
+    parts.append(body)
+    parts.append(_SPAN_FLAGS_REMOTE if span.parent_span_id else _SPAN_FLAGS_LOCAL)
+    return b"".join(parts)
+
+
 # -- grouping: resource, then scope -------------------------------------------------------------
 
 
@@ -557,9 +594,10 @@ def _resource_spans(group: _ResourceGroup) -> list[bytes]:
     return [_REQUEST_RESOURCE_SPANS, _varint(size), *parts]
 
 
-def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
+def encode_spans(spans: Sequence[ReadableSpan | LeanSpan]) -> bytes:
     """The serialized ``ExportTraceServiceRequest`` of ``spans``: the bytes the SDK's
-    ``encode_spans(spans).SerializePartialToString()`` makes, and so a message equal to it.
+    ``encode_spans(spans).SerializePartialToString()`` makes, and so a message equal to it
+    (for a ``LeanSpan``, what it makes of the span's ``readable()``).
 
     Raises UnsupportedSpan for a span this module does not encode (an attribute value the SDK
     would drop or fail on: an int beyond 64 bits, a lone surrogate, a type that is not an OTLP
@@ -572,7 +610,7 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
         raise UnsupportedSpan(f"a string that is not valid Unicode: {error}") from error
 
 
-def _encode(spans: Sequence[ReadableSpan]) -> bytes:
+def _encode(spans: Sequence[ReadableSpan | LeanSpan]) -> bytes:
     resources: dict[Resource, _ResourceGroup] = {}
     resources_by_id: dict[int, _ResourceGroup] = {}
     seen: list[Resource] = []  # the resources in resources_by_id: no id reused within the call
@@ -598,7 +636,7 @@ def _encode(spans: Sequence[ReadableSpan]) -> bytes:
             last_resource = resource
             last_scope = scope
             last_group = group
-        group.add(_span(span))
+        group.add(_lean_span(span) if isinstance(span, LeanSpan) else _span(span))
     parts: list[bytes] = []
     for resource_group in resources.values():
         parts.extend(_resource_spans(resource_group))

@@ -19,6 +19,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from plumbing.lean_spans import readable_spans
 from plumbing.otlp_encoding import UnsupportedSpan, encode_spans
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,10 @@ __all__ = ["OtlpHttpSpanExporter"]
 
 
 class OtlpHttpSpanExporter(OTLPSpanExporter):
-    """``OTLPSpanExporter`` encoding with :func:`plumbing.otlp_encoding.encode_spans`."""
+    """``OTLPSpanExporter`` encoding with :func:`plumbing.otlp_encoding.encode_spans`, lean spans
+    (``plumbing.lean_spans``) included."""
+
+    exports_lean_spans = True  # plumbing.tracing gives it lean spans as they are
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         # The SDK's internals this relies on; if a release renames them, its own export still
@@ -36,12 +40,12 @@ class OtlpHttpSpanExporter(OTLPSpanExporter):
         limit = getattr(self, "_max_request_size", None)
         metrics = getattr(self, "_metrics", None)
         if self._shutdown or client is None or limit is None or metrics is None:
-            return super().export(spans)
+            return super().export(readable_spans(spans))
         try:
             data = encode_spans(spans)
         except UnsupportedSpan as exc:
             log.debug("span batch encoded by the SDK: %s", exc)
-            return super().export(spans)
+            return super().export(readable_spans(spans))
         with metrics.export_operation(len(spans)) as result:
             if 0 < limit < len(data):
                 log.warning(

@@ -24,26 +24,30 @@ The trace context travels as W3C ``traceparent``/``tracestate`` headers: in HTTP
   endpoint;
 - delivery ``POST webhook`` (client), one per attempt, child of the task's context; the endpoint
   receives its ``traceparent``. Retries read the same task headers, so every attempt of a
-  delivery is a sibling in the one trace.
+  delivery is a sibling in the one trace. It is a lean span (:func:`lean_tracer`,
+  ``plumbing.lean_spans``): the same span, made without the SDK's ``Span`` object, whose cost
+  per attempt was more than tracing's whole budget on the worker.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
+    SpanExportResult,
 )
 from opentelemetry.trace import (
     Link,
@@ -54,9 +58,18 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
     Tracer,
-    TraceState,
 )
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from plumbing.lean_spans import (
+    TRACEPARENT,
+    TRACESTATE,
+    LeanSpan,
+    LeanTracer,
+    QueueEmitter,
+    parse_trace_context,
+    readable_spans,
+    trace_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +86,7 @@ __all__ = [
     "exporter_from_env",
     "headers_of",
     "http_headers_of",
+    "lean_tracer",
     "link_from_headers",
     "max_links",
     "shutdown",
@@ -80,8 +94,6 @@ __all__ = [
     "trace_header_pairs",
 ]
 
-TRACEPARENT = "traceparent"
-TRACESTATE = "tracestate"
 #: The parent of a span that starts a trace of its own, whatever the current span.
 NEW_TRACE = Context()
 
@@ -91,7 +103,7 @@ enabled = False
 _tracer: Tracer | None = None
 _max_links: int | None = None
 _provider: TracerProvider | None = None
-_propagator = TraceContextTextMapPropagator()
+_lean: LeanTracer | None = None
 
 
 class _HashedOnce(Resource):
@@ -108,6 +120,12 @@ class _HashedOnce(Resource):
 
     def __eq__(self, other: object) -> bool:
         return super().__eq__(other)
+
+
+def _knows_lean_spans(exporter: SpanExporter) -> bool:
+    """Whether ``exporter`` exports a ``LeanSpan`` as it is (ours says so); any other is given
+    the SDK's ``ReadableSpan`` for it."""
+    return getattr(exporter, "exports_lean_spans", False) is True
 
 
 def exporter_from_env(env: Mapping[str, str]) -> str | None:
@@ -145,6 +163,23 @@ def _exporter(kind: str, env: Mapping[str, str]) -> SpanExporter:
     return OtlpHttpSpanExporter()
 
 
+#: Export batches and queue of our services when ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` and
+#: ``OTEL_BSP_MAX_QUEUE_SIZE`` are both unset (the SDK's defaults: 512 and 2048). Each export
+#: costs the process a few milliseconds of CPU whatever its size (the HTTP request, the export
+#: thread's wake-up and its turns at the GIL): on the delivery worker, a span per attempt,
+#: batches of 2048 cost 5-6 µs less per attempt than 512 (docs/performance.md).
+EXPORT_BATCH_SIZE = 2048
+EXPORT_QUEUE_SIZE = 8192
+
+
+def _batch_processor(exporter: SpanExporter, env: Mapping[str, str]) -> BatchSpanProcessor:
+    if env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or env.get("OTEL_BSP_MAX_QUEUE_SIZE"):
+        return BatchSpanProcessor(exporter)  # the SDK reads them, with its own defaults
+    return BatchSpanProcessor(
+        exporter, max_queue_size=EXPORT_QUEUE_SIZE, max_export_batch_size=EXPORT_BATCH_SIZE
+    )
+
+
 def configure(
     service_name: str,
     exporter: SpanExporter | None = None,
@@ -160,16 +195,17 @@ def configure(
     Raises ValueError for an exporter or protocol that is not installed: a service must not
     start believing it traces when it cannot.
     """
-    global enabled, _tracer, _provider, _max_links
+    global enabled, _tracer, _provider, _max_links, _lean
     env = os.environ if env is None else env
     if exporter is None:
         kind = exporter_from_env(env)
         if kind is None:
             return enabled
         exporter = _exporter(kind, env)
-        processor: Any = BatchSpanProcessor(exporter)
-    else:
-        processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        batch = True
+    if not _knows_lean_spans(exporter):
+        exporter = ReadableSpans(exporter)
+    processor = _batch_processor(exporter, env) if batch else SimpleSpanProcessor(exporter)
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
     resource = _HashedOnce(Resource.create(attributes))  # OTEL_RESOURCE_ATTRIBUTES too
     limits = SpanLimits()  # OTEL_SPAN_*_LIMIT, OTEL_LINK_*_LIMIT, as the provider would read them
@@ -179,6 +215,7 @@ def configure(
     # Our own provider rather than the global one: the global can be set once per process, and
     # tests configure several in turn.
     _provider, _tracer = provider, provider.get_tracer("cpevents")
+    _lean = LeanTracer(provider, limits, _emitter(processor), "cpevents")
     _max_links = limits.max_links
     enabled = True
     if old is not None:
@@ -189,41 +226,16 @@ def configure(
 
 def shutdown() -> None:
     """Export what is pending and turn tracing off."""
-    global enabled, _tracer, _provider
+    global enabled, _tracer, _provider, _lean
     enabled = False
-    provider, _provider, _tracer = _provider, None, None
+    provider, _provider, _tracer, _lean = _provider, None, None, None
     if provider is not None:
         provider.shutdown()
 
 
 HeaderPairs = Iterable[tuple[str, Any]]
 
-# The W3C traceparent of version 00, the only one we write and nearly all we read: parsed here
-# (one regex match), anything else goes to the SDK's propagator (other versions, whitespace).
-# The propagator costs several times more per hop (getter, regex through re's cache, a copy of
-# the context), and every span of ours is made from a parsed header and injected into one.
-_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-_TRACESTATE_MAX = 512
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def _trace_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> tuple[Any, Any]:
-    """The ``traceparent`` and ``tracestate`` values among ``headers`` (Kafka pairs, or an HTTP
-    mapping), as given (bytes or str) or None."""
-    if not headers:
-        return None, None
-    if isinstance(headers, Mapping):
-        return headers.get(TRACEPARENT), headers.get(TRACESTATE)
-    parent = state = None
-    for name, value in headers:
-        if name == TRACEPARENT:
-            parent = value
-        elif name == TRACESTATE:
-            state = value
-    return parent, state
+_trace_headers = trace_headers
 
 
 def trace_header_pairs(
@@ -246,19 +258,11 @@ def _bytes(value: Any) -> bytes:
 def _span_context(parent: Any, state: Any) -> SpanContext | None:
     """The remote span context a ``traceparent`` (and ``tracestate``) value names; None when it
     is not a valid one."""
-    traceparent = _text(parent)
-    match = _TRACEPARENT_00.fullmatch(traceparent)
-    if match is None:  # not the plain version 00: the SDK decides
-        carrier = {TRACEPARENT: traceparent}
-        if state is not None:
-            carrier[TRACESTATE] = _text(state)
-        context = trace.get_current_span(_propagator.extract(carrier)).get_span_context()
-        return context if context.is_valid else None
-    trace_id, span_id = int(match[1], 16), int(match[2], 16)
-    if not trace_id or not span_id:  # all zeros: invalid, as the propagator has it
+    fields = parse_trace_context(parent, state)
+    if fields is None:
         return None
-    trace_state = None if state is None else _trace_state(_text(state))
-    return SpanContext(trace_id, span_id, True, TraceFlags(int(match[3], 16)), trace_state)
+    trace_id, span_id, flags, trace_state = fields
+    return SpanContext(trace_id, span_id, True, TraceFlags(flags), trace_state)
 
 
 def context_from_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> Context | None:
@@ -287,11 +291,6 @@ def max_links() -> int | None:
     return _max_links
 
 
-def _trace_state(header: str) -> TraceState | None:
-    # The propagator's limit: a longer tracestate is dropped, not truncated.
-    return None if len(header) > _TRACESTATE_MAX else TraceState.from_header([header])
-
-
 def start_span(
     name: str,
     parent: Context | None = None,
@@ -307,6 +306,55 @@ def start_span(
     return tracer.start_span(name, context=parent, kind=kind, attributes=attributes, links=links)
 
 
+# -- lean spans: a delivery attempt's span without the SDK's Span (plumbing.lean_spans) ---------
+
+
+def lean_tracer() -> LeanTracer | None:
+    """The tracer of lean spans (None when tracing is off): ``start`` one, put its
+    ``traceparent`` into the outgoing request, ``finish`` it."""
+    return _lean
+
+
+class ReadableSpans(SpanExporter):
+    """An exporter that knows only the SDK's spans, given each lean span as the SDK's
+    ``ReadableSpan`` (ours exports lean spans as they are: ``exports_lean_spans``)."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.exporter.export(readable_spans(spans))
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+def _emitter(processor: Any) -> Callable[[LeanSpan], None]:
+    """Where a sampled lean span ends: straight into the batch processor's queue
+    (``QueueEmitter``: its ``on_end`` only tests that the span is sampled, which the lean
+    tracer did, and would build the span's context twice to do it); ``on_end`` for any other
+    processor, or if a release of the SDK renames the internals that relies on."""
+    if type(processor) is BatchSpanProcessor:
+        batch = getattr(processor, "_batch_processor", None)
+        emit = getattr(batch, "emit", None)
+        queue = getattr(batch, "_queue", None)
+        if (
+            callable(emit)
+            and isinstance(queue, collections.deque)
+            and queue.maxlen is not None
+            and isinstance(getattr(batch, "_max_export_batch_size", None), int)
+            and isinstance(getattr(batch, "_worker_awaken", None), threading.Event)
+            and isinstance(getattr(batch, "_shutdown", None), bool)
+        ):
+            return QueueEmitter(batch, emit)
+        log.warning("tracing: the SDK's batch processor changed; lean spans go through on_end")
+    chosen: Callable[[LeanSpan], None] = processor.on_end
+    return chosen
+
+
 def headers_of(span: Span) -> list[tuple[str, bytes]]:
     """Kafka record headers carrying ``span``'s context (none for an invalid span)."""
     return [(name, value.encode()) for name, value in http_headers_of(span).items()]
@@ -314,7 +362,10 @@ def headers_of(span: Span) -> list[tuple[str, bytes]]:
 
 def http_headers_of(span: Span) -> dict[str, str]:
     """HTTP headers carrying ``span``'s context (``traceparent``, ``tracestate`` if any)."""
-    context = span.get_span_context()
+    return _context_headers(span.get_span_context())
+
+
+def _context_headers(context: SpanContext) -> dict[str, str]:
     if not context.is_valid:
         return {}
     # The propagator's own format (version 00), without its context round trip.

@@ -5,7 +5,7 @@ delivery attempt's span puts its own into the endpoint's request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from delivery.outcome import Outcome, Verdict
 from delivery.retry_headers import FRESH
-from delivery.trace import traced_post
+from delivery.trace import end_attempt_span, start_attempt_span
 from delivery.transport import AttemptResult
 from plumbing import tracing
 from plumbing.kafka.produce import Delivered, Record
@@ -138,24 +138,19 @@ def test_a_batch_span_links_at_most_the_sdks_link_limit(
         tracing.shutdown()
 
 
-async def test_each_attempt_is_a_span_whose_traceparent_the_endpoint_gets(
+def test_each_attempt_is_a_span_whose_traceparent_the_endpoint_gets(
     spans: InMemorySpanExporter,
 ) -> None:
     class Message:
         def headers(self) -> list[tuple[str, bytes]]:
             return [("traceparent", CALLER.encode()), ("retry-attempt", b"2")]
 
-    received: list[Mapping[str, str]] = []
-
-    async def post(url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
-        received.append(headers)
-        return AttemptResult(503, Outcome(Verdict.RETRY, "HTTP 503"), 12.0)
-
     task = SimpleNamespace(id="deli_1", event=SimpleNamespace(id="evt_1"))
     job: Any = SimpleNamespace(message=Message(), task=task, webhook=None, state=FRESH)
-    result = await traced_post(post, job, "http://x/hook", b"{}", {"webhook-id": "evt_1"})
-    assert result.status == 503
-    [headers] = received
+    headers = {"webhook-id": "evt_1"}
+    started = start_attempt_span(job, headers)  # as Lanes._run does, around its POST
+    assert started is not None
+    end_attempt_span(started, job, AttemptResult(503, Outcome(Verdict.RETRY, "HTTP 503"), 12.0))
     assert headers["webhook-id"] == "evt_1"
     assert headers["traceparent"].split("-")[1] == TRACE
     [span] = spans.get_finished_spans()
@@ -171,19 +166,20 @@ async def test_each_attempt_is_a_span_whose_traceparent_the_endpoint_gets(
     }
 
 
-async def test_an_attempt_without_an_answer_has_no_status_code(
+def test_an_attempt_without_an_answer_has_no_status_code(
     spans: InMemorySpanExporter,
 ) -> None:
     class Message:
         def headers(self) -> None:
             return None  # no trace context: the attempt's span is a root
 
-    async def post(url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
-        return AttemptResult(0, Outcome(Verdict.RETRY, "connection refused"), 1.0)
-
     webhook = SimpleNamespace(id="wh_1")
     job: Any = SimpleNamespace(message=Message(), task=None, webhook=webhook, state=FRESH)
-    await traced_post(post, job, "http://x/hook", b"{}", {})
+    started = start_attempt_span(job, {})
+    assert started is not None
+    end_attempt_span(
+        started, job, AttemptResult(0, Outcome(Verdict.RETRY, "connection refused"), 1.0)
+    )
     [span] = spans.get_finished_spans()
     assert span.parent is None
     assert span.attributes == {"cpevents.attempt": 1, "cpevents.webhook_id": "wh_1"}

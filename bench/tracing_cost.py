@@ -59,6 +59,7 @@ from plumbing import tracing
 from plumbing.kafka.produce import Record
 from plumbing.otlp_encoding import encode_spans
 from streams.trace import BatchTrace
+from tests.fixtures_tracing import KeepSpans
 
 CONTEXTS = 1000  # distinct incoming traceparents, used in turn
 EXPORT_BATCH = 512  # the SDK's default OTEL_BSP_MAX_EXPORT_BATCH_SIZE
@@ -236,22 +237,9 @@ def micro(label: str, fn: Callable[[], Any], n: int, rounds: int) -> float:
     return best
 
 
-class KeepExporter(SpanExporter):
-    """Keeps the spans it is given, lean ones as they are (as our OTLP exporter gets them)."""
-
-    exports_lean_spans = True
-
-    def __init__(self) -> None:
-        self.spans: list[Any] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def encode_cost(loop: Loop, n: int, rounds: int) -> float:
     """OTLP encoding of the spans ``loop`` makes, alone, per span made (microseconds)."""
-    kept = KeepExporter()
+    kept = KeepSpans()
     tracing.configure("bench", exporter=kept, env={})
     made = min(n, 5000)
     loop(made, True)

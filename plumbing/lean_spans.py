@@ -161,8 +161,6 @@ class LeanSpan:
     status_description: str | None
     resource: Resource
     instrumentation_scope: InstrumentationScope
-    # The span's OTLP Span message, once written (plumbing.otlp_encoding).
-    body: bytes | None
     # Its W3C traceparent, written as it starts (the trace id's hex from the parent's header).
     traceparent: str
 
@@ -200,7 +198,6 @@ class LeanSpan:
         self.status_description = None
         self.resource = resource
         self.instrumentation_scope = instrumentation_scope
-        self.body = None
         if trace_hex is None:
             trace_hex = f"{trace_id:032x}"
         self.traceparent = f"00-{trace_hex}-{span_id:016x}-{_FLAGS_HEX[trace_flags & 0xFF]}"

@@ -435,23 +435,17 @@ def _span(span: ReadableSpan) -> bytes:
     if context is None:
         raise UnsupportedSpan(f"span {span.name!r} has no span context")
     parent = span.parent
-    kind = _KINDS.get(id(span.kind))
-    if kind is None:
-        raise UnsupportedSpan(f"span kind {span.kind!r}")
-    parts: list[bytes] = [
-        _SPAN_TRACE_ID,
-        context.trace_id.to_bytes(16, "big"),
-        _SPAN_SPAN_ID,
-        context.span_id.to_bytes(8, "big"),
-        _trace_state(context.trace_state),
-    ]
-    if parent:  # a SpanContext is a non-empty tuple: any parent, as in the SDK
-        parts.append(_SPAN_PARENT_SPAN_ID)
-        parts.append(parent.span_id.to_bytes(8, "big"))
-    parts.append(_string_field(_SPAN_NAME, span.name))
-    parts.append(kind)
-    parts.append(_fixed64_field(_SPAN_START, span.start_time))
-    parts.append(_fixed64_field(_SPAN_END, span.end_time))
+    # A SpanContext is a non-empty tuple: any parent, as in the SDK.
+    parts = _span_head(
+        context.trace_id,
+        context.span_id,
+        context.trace_state,
+        parent.span_id if parent else None,
+        span.name,
+        span.kind,
+        span.start_time,
+        span.end_time,
+    )
     _put_attributes(parts, _SPAN_ATTRIBUTES, span.attributes)
     parts.append(_count_field(_SPAN_DROPPED_ATTRIBUTES, span.dropped_attributes))
     if not _none_held(span, "_events"):
@@ -466,50 +460,69 @@ def _span(span: ReadableSpan) -> bytes:
     parts.append(_count_field(_SPAN_DROPPED_LINKS, span.dropped_links))
     status = span.status
     if status is not None:  # the SDK sets the field whenever there is a status, even UNSET
-        code = _STATUS_CODES.get(id(status.status_code))
-        if code is None:
-            raise UnsupportedSpan(f"status code {status.status_code!r}")
-        body = _string_field(_STATUS_MESSAGE, status.description) + code
-        parts.append(_SPAN_STATUS)
-        parts.append(_varint(len(body)))
-        parts.append(body)
+        parts.append(_status(status.status_code, status.description))
     parts.append(_SPAN_FLAGS_REMOTE if parent and parent.is_remote else _SPAN_FLAGS_LOCAL)
     return b"".join(parts)
 
 
 def _lean_span(span: LeanSpan) -> bytes:
     """A Span message's body for a lean span: what ``_span`` writes for its ``readable()``
-    (no events, no links; a parent only remote), from its fields."""
-    if span.body is not None:
-        return span.body
-    kind = _KINDS.get(id(span.kind))
-    if kind is None:
-        raise UnsupportedSpan(f"span kind {span.kind!r}")
-    code = _STATUS_CODES.get(id(span.status_code))
-    if code is None:
-        raise UnsupportedSpan(f"status code {span.status_code!r}")
-    parts: list[bytes] = [
-        _SPAN_TRACE_ID,
-        span.trace_id.to_bytes(16, "big"),
-        _SPAN_SPAN_ID,
-        span.span_id.to_bytes(8, "big"),
-        _trace_state(span.trace_state),
-    ]
-    if span.parent_span_id:
-        parts.append(_SPAN_PARENT_SPAN_ID)
-        parts.append(span.parent_span_id.to_bytes(8, "big"))
-    parts.append(_string_field(_SPAN_NAME, span.name))
-    parts.append(kind)
-    parts.append(_fixed64_field(_SPAN_START, span.start_time))
-    parts.append(_fixed64_field(_SPAN_END, span.end_time))
+    (no events, no links; a parent always remote), from its fields."""
+    parts = _span_head(
+        span.trace_id,
+        span.span_id,
+        span.trace_state,
+        span.parent_span_id or None,
+        span.name,
+        span.kind,
+        span.start_time,
+        span.end_time,
+    )
     _put_attributes(parts, _SPAN_ATTRIBUTES, span.attributes)
     parts.append(_count_field(_SPAN_DROPPED_ATTRIBUTES, span.dropped_attributes))
-    body = _string_field(_STATUS_MESSAGE, span.status_description) + code
-    parts.append(_SPAN_STATUS)
-    parts.append(_varint(len(body)))
-    parts.append(body)
+    parts.append(_status(span.status_code, span.status_description))
     parts.append(_SPAN_FLAGS_REMOTE if span.parent_span_id else _SPAN_FLAGS_LOCAL)
     return b"".join(parts)
+
+
+def _span_head(
+    trace_id: int,
+    span_id: int,
+    trace_state: TraceState | None,
+    parent_span_id: int | None,
+    name: object,
+    kind: SpanKind,
+    start_time: int | None,
+    end_time: int | None,
+) -> list[bytes]:
+    """A Span message's fields 1 to 8 (ids, trace state, parent, name, kind, times)."""
+    kind_field = _KINDS.get(id(kind))
+    if kind_field is None:
+        raise UnsupportedSpan(f"span kind {kind!r}")
+    parts: list[bytes] = [
+        _SPAN_TRACE_ID,
+        trace_id.to_bytes(16, "big"),
+        _SPAN_SPAN_ID,
+        span_id.to_bytes(8, "big"),
+        _trace_state(trace_state),
+    ]
+    if parent_span_id is not None:
+        parts.append(_SPAN_PARENT_SPAN_ID)
+        parts.append(parent_span_id.to_bytes(8, "big"))
+    parts.append(_string_field(_SPAN_NAME, name))
+    parts.append(kind_field)
+    parts.append(_fixed64_field(_SPAN_START, start_time))
+    parts.append(_fixed64_field(_SPAN_END, end_time))
+    return parts
+
+
+def _status(code: StatusCode, description: str | None) -> bytes:
+    """A Span's status field (15): tag, length, Status message."""
+    code_field = _STATUS_CODES.get(id(code))
+    if code_field is None:
+        raise UnsupportedSpan(f"status code {code!r}")
+    body = _string_field(_STATUS_MESSAGE, description) + code_field
+    return _SPAN_STATUS + _varint(len(body)) + body
 
 
 # -- grouping: resource, then scope -------------------------------------------------------------

@@ -11,6 +11,7 @@ the SDK encoder's bytes for it, and it reaches the exporter through the real bat
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,8 +27,6 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -47,6 +46,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TraceState
 from plumbing import tracing
 from plumbing.lean_spans import LeanSpan, LeanTracer, QueueEmitter
 from plumbing.otlp_encoding import encode_spans
+from tests.fixtures_tracing import KeepSpans
 
 
 class CountingIds(IdGenerator):
@@ -282,34 +282,18 @@ class NeverSet(threading.Event):
         pass
 
 
-class Keep(SpanExporter):
-    """Keeps what it is given, lean spans as they are (as our OTLP exporter gets them)."""
-
-    exports_lean_spans = True
-
-    def __init__(self) -> None:
-        self.spans: list[Any] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
-def test_lean_spans_go_straight_into_the_sdks_batch_processor_queue() -> None:
-    kept = Keep()
-    tracing.configure("test", exporter=kept, env={}, batch=True)
+def test_a_full_batch_wakes_the_exporter_at_once() -> None:
+    kept = KeepSpans()
+    tracing.configure("test", exporter=kept, env={}, batch=True)  # schedule delay: 5 s
     try:
         tracer = tracing.lean_tracer()
         assert tracer is not None
-        # The SDK release installed still has the internals QueueEmitter relies on: if this
-        # fails after an upgrade, lean spans take on_end (slower, still right).
-        assert isinstance(tracer.emit, QueueEmitter)
-        made = [tracer.start("POST webhook", SpanKind.CLIENT, None) for _ in range(1100)]
-        for span in made:
-            tracer.finish(span, {"cpevents.attempt": 1}, None)
-        assert tracing._provider is not None
-        tracing._provider.force_flush()
-        assert kept.spans == made  # as they are, in order, none lost
+        for _ in range(tracing.EXPORT_BATCH_SIZE):
+            tracer.finish(tracer.start("POST webhook", SpanKind.CLIENT, None), {}, None)
+        deadline = time.monotonic() + 4  # well before the 5 s timer would export them
+        while len(kept.spans) < tracing.EXPORT_BATCH_SIZE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(kept.spans) == tracing.EXPORT_BATCH_SIZE
     finally:
         tracing.shutdown()
 
@@ -327,7 +311,7 @@ def test_export_batches_are_ours_unless_the_environment_sets_them(
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)  # the SDK reads os.environ
-    tracing.configure("test", exporter=Keep(), env=env, batch=True)
+    tracing.configure("test", exporter=KeepSpans(), env=env, batch=True)
     try:
         tracer = tracing.lean_tracer()
         assert tracer is not None and isinstance(tracer.emit, QueueEmitter)
@@ -337,7 +321,7 @@ def test_export_batches_are_ours_unless_the_environment_sets_them(
 
 
 def test_a_full_queue_drops_the_span_as_the_sdk_does(caplog: pytest.LogCaptureFixture) -> None:
-    exported = Keep()
+    exported = KeepSpans()
     processor = BatchSpanProcessor(exported, max_queue_size=4, max_export_batch_size=4)
     provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
     provider.add_span_processor(processor)

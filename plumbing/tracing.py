@@ -235,15 +235,13 @@ def shutdown() -> None:
 
 HeaderPairs = Iterable[tuple[str, Any]]
 
-_trace_headers = trace_headers
-
 
 def trace_header_pairs(
     headers: HeaderPairs | Mapping[str, Any] | None,
 ) -> tuple[tuple[str, bytes], ...]:
     """The ``traceparent`` (and ``tracestate``) among ``headers`` as Kafka header pairs, ready to
     pass on unchanged; empty when there is no ``traceparent``."""
-    parent, state = _trace_headers(headers)
+    parent, state = trace_headers(headers)
     if parent is None:
         return ()
     if state is None:
@@ -267,7 +265,7 @@ def _span_context(parent: Any, state: Any) -> SpanContext | None:
 
 def context_from_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> Context | None:
     """The trace context in ``headers`` (None if they carry no ``traceparent``)."""
-    parent, state = _trace_headers(headers)
+    parent, state = trace_headers(headers)
     if parent is None:
         return None
     span_context = _span_context(parent, state)
@@ -278,7 +276,7 @@ def context_from_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> Con
 
 def link_from_headers(headers: HeaderPairs | Mapping[str, Any] | None) -> Link | None:
     """A link to the span whose context ``headers`` carry (None without a valid one)."""
-    parent, state = _trace_headers(headers)
+    parent, state = trace_headers(headers)
     if parent is None:
         return None
     span_context = _span_context(parent, state)
@@ -362,10 +360,7 @@ def headers_of(span: Span) -> list[tuple[str, bytes]]:
 
 def http_headers_of(span: Span) -> dict[str, str]:
     """HTTP headers carrying ``span``'s context (``traceparent``, ``tracestate`` if any)."""
-    return _context_headers(span.get_span_context())
-
-
-def _context_headers(context: SpanContext) -> dict[str, str]:
+    context = span.get_span_context()
     if not context.is_valid:
         return {}
     # The propagator's own format (version 00), without its context round trip.

@@ -333,7 +333,7 @@ class LeanTracer:
     ) -> LeanSpan:
         """A span started now, child of the context in ``headers`` (Kafka record pairs or an
         HTTP mapping; a root without a valid one). An unsampled span is made too: its context
-        is still passed on (:meth:`LeanSpan.traceparent`)."""
+        is still passed on (:attr:`LeanSpan.traceparent`)."""
         parent_value, state = trace_headers(headers)
         parent = None if parent_value is None else _parse(parent_value, state)
         parent_span_id = parent_flags = 0

@@ -129,5 +129,16 @@ class WriterElection:
 
     def resign(self) -> None:
         """Give up the writer role without leaving the group (e.g. after being fenced): the
-        next poll takes it again only if the group still assigns us the partition."""
-        self._depose()
+        next poll takes it again only if the group still assigns us the partition.
+
+        A transition already under way on the election thread supersedes it: taking the role
+        anew (whose producer is what fenced ours: a session timeout and rejoin while a broker
+        was down) or losing it. Waiting for that transition here would deadlock: the fenced
+        write holds the store's write lock, which taking the role waits for."""
+        if not self._transition.acquire(blocking=False):
+            log.info("registry: resigning skipped, a writer-role change is under way")
+            return
+        try:
+            self._depose()
+        finally:
+            self._transition.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,9 @@ class KeepSpans(SpanExporter):
 
     def __init__(self) -> None:
         self.spans: list[Any] = []
+        self.exported = threading.Event()  # set by the first export
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.spans.extend(spans)
+        self.exported.set()
         return SpanExportResult.SUCCESS

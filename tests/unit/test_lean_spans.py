@@ -11,7 +11,6 @@ the SDK encoder's bytes for it, and it reaches the exporter through the real bat
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -282,17 +281,19 @@ class NeverSet(threading.Event):
         pass
 
 
-def test_a_full_batch_wakes_the_exporter_at_once() -> None:
+def test_a_full_batch_wakes_the_exporter_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The exporter's timer is a minute away: only a full batch can wake it within the wait.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
     kept = KeepSpans()
-    tracing.configure("test", exporter=kept, env={}, batch=True)  # schedule delay: 5 s
+    tracing.configure("test", exporter=kept, env={}, batch=True)
     try:
         tracer = tracing.lean_tracer()
         assert tracer is not None
-        for _ in range(tracing.EXPORT_BATCH_SIZE):
+        for _ in range(tracing.EXPORT_BATCH_SIZE - 1):
             tracer.finish(tracer.start("POST webhook", SpanKind.CLIENT, None), {}, None)
-        deadline = time.monotonic() + 4  # well before the 5 s timer would export them
-        while len(kept.spans) < tracing.EXPORT_BATCH_SIZE and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert not kept.exported.wait(0.2)  # one short of a batch: nothing exported
+        tracer.finish(tracer.start("POST webhook", SpanKind.CLIENT, None), {}, None)
+        assert kept.exported.wait(30)
         assert len(kept.spans) == tracing.EXPORT_BATCH_SIZE
     finally:
         tracing.shutdown()

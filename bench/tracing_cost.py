@@ -51,14 +51,17 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
 from delivery.gctune import steady_state_gc
+from delivery.lanes import Job
 from delivery.outcome import Outcome, Verdict
-from delivery.retry_headers import FRESH
 from delivery.trace import end_attempt_span, start_attempt_span
 from delivery.transport import AttemptResult
 from plumbing import tracing
 from plumbing.kafka.produce import Record
 from plumbing.otlp_encoding import encode_spans
+from schemas import ids
+from schemas.webhook import Webhook
 from streams.trace import BatchTrace
+from tests.fixtures_delivery import make_job
 from tests.fixtures_tracing import KeepSpans
 
 CONTEXTS = 1000  # distinct incoming traceparents, used in turn
@@ -94,16 +97,6 @@ async def post(url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResu
     return DELIVERED
 
 
-class Message:
-    """A consumed task record, as confluent-kafka gives it to the delivery worker."""
-
-    def __init__(self, headers: list[tuple[str, bytes]]) -> None:
-        self._headers = headers
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self._headers
-
-
 def traceparents(ratio: float) -> list[bytes]:
     """Incoming contexts: random trace ids, sampled upstream as ``parentbased_traceidratio``
     at ``ratio`` decides (the same decision for the same trace id, as across our services)."""
@@ -119,18 +112,12 @@ def traceparents(ratio: float) -> list[bytes]:
 TRACEPARENTS = traceparents(1.0)  # replaced by main() for --ratio
 
 
-def jobs() -> list[Any]:
+def jobs() -> list[Job]:
     """Delivery jobs as the worker's lanes hold them, one per incoming context."""
-    task = SimpleNamespace(id="deli_01J0000000000000000000000", event=SimpleNamespace(id="evt_1"))
-    webhook = SimpleNamespace(id="wh_01J0000000000000000000000")
+    webhook = Webhook(id=ids.new_id(ids.WEBHOOK), tenant_id="ten_1", url=URL)
     return [
-        SimpleNamespace(
-            message=Message([("traceparent", value), ("retry-attempt", b"0")]),
-            task=task,
-            webhook=webhook,
-            state=FRESH,
-        )
-        for value in TRACEPARENTS
+        make_job(webhook, n, headers=[("traceparent", value), ("retry-attempt", b"0")])
+        for n, value in enumerate(TRACEPARENTS)
     ]
 
 

@@ -31,6 +31,7 @@ from delivery.signing import signature_headers
 from delivery.trace import end_attempt_span, start_attempt_span
 from delivery.transport import AsyncTransport, AttemptResult
 from plumbing import tracing
+from plumbing.lean_spans import LeanSpan
 from schemas.transcode import DeliveryTaskJson
 from schemas.webhook import Webhook
 
@@ -54,6 +55,10 @@ class Job:
     extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Its webhook's rate-limit bucket while it waits in the lane for its turn; None: unlimited.
     bucket: TokenBucket | None = field(default=None, repr=False)
+    # Traced: its attempt's span, made as its record was read (``delivery.trace``: with the
+    # batch's others), started with the attempt, ended as the answer comes, and given its
+    # outcome with the attempt's other outputs.
+    span: LeanSpan | None = field(default=None, repr=False)
 
 
 class Lane:
@@ -294,7 +299,7 @@ class Lanes:
                             end_attempt_span(span, job, None)
                         raise
                     if span is not None:
-                        end_attempt_span(span, job, result)
+                        span.end_time = time.time_ns()
                     self._answered(endpoint, lane, job, result)
                 except asyncio.CancelledError:
                     raise

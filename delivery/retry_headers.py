@@ -57,15 +57,29 @@ class RetryState:
 FRESH = RetryState()  # a task no attempt was made for yet
 
 
-def parse_retry_state(headers: Sequence[tuple[str, bytes | None]] | None) -> RetryState:
-    """The retry state in ``headers``; missing or malformed values fall back to a fresh task."""
-    values = {
-        name: (value or b"").decode(errors="replace")
-        for name, value in headers or ()
-        if name.startswith(PREFIX)
-    }
-    if not values:
+def _text(value: bytes | str | None) -> str:
+    if isinstance(value, str):
+        return value
+    return (value or b"").decode(errors="replace")
+
+
+def parse_retry_state(
+    headers: Sequence[tuple[str, bytes | str | None]] | dict[str, bytes | str | None] | None,
+) -> RetryState:
+    """The retry state in ``headers`` (a record's, as consumed: pairs, or a dict from some
+    clients); missing or malformed values fall back to a fresh task."""
+    if not headers:
+        return FRESH
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    # A first attempt's record may still carry headers (a traceparent): one pass that builds
+    # nothing tells it apart, as it is read for every task.
+    for name, _ in headers:
+        if name.startswith(PREFIX):
+            break
+    else:
         return FRESH  # a first attempt, the common case
+    values = {name: _text(value) for name, value in headers if name.startswith(PREFIX)}
 
     def number(name: str, default: int) -> int:
         try:

@@ -35,14 +35,16 @@ from delivery.lanes import Job
 from delivery.metrics import worker_metrics
 from delivery.partitions import PartitionBook
 from delivery.planner import SOURCE, DeliveryPlanner
-from delivery.retry_headers import FRESH, parse_retry_state
+from delivery.retry_headers import parse_retry_state
 from delivery.schema_setup import register_schemas
 from delivery.sender import Sender
 from delivery.settle import Settler
+from delivery.trace import finish_attempt_spans, prepare_attempt_spans
 from delivery.transport import AsyncTransport
 from delivery.webhooks import WebhookDirectory
+from plumbing import tracing
 from plumbing.kafka.clients import consume_available, consumer_config, producer_config
-from plumbing.kafka.produce import message_headers
+from plumbing.lean_spans import LeanSpan
 from plumbing.registry_client import serde_for
 from plumbing.settings import Settings
 from schemas.serde import Serde
@@ -197,8 +199,10 @@ class DeliveryWorker:
             )
             if messages:
                 self._admitted.set()
+            # Traced: each record's attempt span is made here, for the batch in one pass.
+            spans = prepare_attempt_spans(messages) if tracing.enabled else None
             for n, message in enumerate(messages, 1):
-                self._admit(message)
+                self._admit(message, None if spans is None else spans[n - 1])
                 if n % _ADMIT_SLICE == 0:
                     await asyncio.sleep(0)  # let finished requests move on meanwhile
 
@@ -266,7 +270,7 @@ class DeliveryWorker:
 
     # -- the poll loop ----------------------------------------------------------------------------
 
-    def _admit(self, message: Message) -> None:
+    def _admit(self, message: Message, span: LeanSpan | None) -> None:
         error = message.error()
         if error is not None:
             if error.fatal():
@@ -281,8 +285,7 @@ class DeliveryWorker:
         )
         key = (topic, partition)
         tier = self._tier_of[topic]
-        # A first attempt has no headers: nothing to parse (the common case).
-        state = parse_retry_state(message_headers(message)) if message.headers() else FRESH
+        state = parse_retry_state(message.headers())
         if tier is not None:
             if (due := state.not_before_ms / 1000) > self._clock():
                 self._hold(topic, partition, offset, due)
@@ -293,7 +296,7 @@ class DeliveryWorker:
         if progress is None:
             return  # revoked, or behind a held head (re-read after the seek)
         try:
-            self._route(Job(message, tier, state, progress, offset))
+            self._route(Job(message, tier, state, progress, offset, span=span))
         except Exception as exc:  # a bug, not a record's fault: keep the offset, stop the worker
             self._fail(exc)
 
@@ -336,6 +339,7 @@ class DeliveryWorker:
         if not lanes.attempted:
             return
         attempted, lanes.attempted = lanes.attempted, []
+        finish_attempt_spans(attempted)
         after_attempt, clock, tally = self._planner.after_attempt, self._clock, self._tally
         for job, result in attempted:
             task, webhook = job.task, job.webhook

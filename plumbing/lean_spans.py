@@ -385,10 +385,12 @@ class LeanTracer:
         )
 
     def finish(self, span: LeanSpan, attributes: dict[str, Any], error: str | None) -> None:
-        """End ``span`` now with ``attributes`` (valid OTel attribute values, added to any its
+        """End ``span`` with ``attributes`` (valid OTel attribute values, added to any its
         sampler gave) and, for a failed operation, an ERROR status described by ``error``;
-        a sampled span goes to the processor."""
-        span.end_time = time.time_ns()
+        a sampled span goes to the processor. It ends now, unless its ``end_time`` was set
+        (when the operation ended: the rest can wait for a batch)."""
+        if not span.end_time:
+            span.end_time = time.time_ns()
         given: Any = attributes
         if span.attributes:
             merged = dict(span.attributes)

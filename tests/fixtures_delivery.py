@@ -20,6 +20,9 @@ import pytest
 from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
+from delivery.lanes import Job
+from delivery.offsets import PartitionProgress
+from delivery.retry_headers import FRESH
 from plumbing.kafka.clients import consumer_config, producer_config
 from plumbing.kafka.topic_admin import ensure_topics
 from plumbing.registry_client import serde_for
@@ -29,6 +32,7 @@ from schemas.delivery_records import DeliveryTask
 from schemas.event import Event
 from schemas.secrets import SecretBox, generate_secret
 from schemas.timestamps import utc_now
+from schemas.transcode import DeliveryTaskJson, EventJson
 from schemas.webhook import EncryptedSecret, Webhook
 from tests.conftest import make_settings
 
@@ -108,6 +112,32 @@ async def receiver() -> AsyncIterator[Receiver]:
     """A scriptable webhook receiver on 127.0.0.1 (free port), stopped after the test."""
     async with running_receiver() as recv:
         yield recv
+
+
+def make_job(
+    webhook: Webhook,
+    n: int,
+    *,
+    headers: list[tuple[str, bytes]] | None = None,
+    secrets: tuple[str, ...] = (),
+) -> Job:
+    """A job as the worker's lanes get it: the ``n``th task of ``webhook`` (offset ``n``), read
+    from a record with ``headers``."""
+    event_id = ids.new_id(ids.EVENT)
+    event = EventJson(b'{"n":%d}' % n, event_id, "instance.created", webhook.tenant_id, None, 0)
+    task = DeliveryTaskJson(
+        ids.delivery_id(event_id, webhook.id),
+        webhook.id,
+        webhook.tenant_id,
+        webhook.url,
+        event,
+        0,
+        0,
+    )
+    message = Message(topic="t.deliveries", partition=0, offset=n, value=b"task", headers=headers)
+    return Job(
+        message, None, FRESH, PartitionProgress(), n, task=task, webhook=webhook, secrets=secrets
+    )
 
 
 def free_port() -> int:

@@ -11,19 +11,20 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from opentelemetry import trace
 
 from delivery.config import DeliveryConfig
 from delivery.lanes import Job, Lanes
-from delivery.offsets import PartitionProgress
 from delivery.outcome import classify_status
-from delivery.retry_headers import FRESH
 from delivery.sender import endpoint_key
+from delivery.trace import finish_attempt_spans
 from delivery.transport import AttemptResult, Handler, MockTransport
+from plumbing import tracing
 from schemas import ids
 from schemas.secrets import generate_secret
-from schemas.transcode import DeliveryTaskJson, EventJson
 from schemas.webhook import Webhook
+from tests.fixtures_delivery import make_job as lane_job
+from tests.fixtures_tracing import KeepSpans
 
 SECRET = generate_secret()
 
@@ -37,15 +38,7 @@ def make_webhook(url: str) -> Webhook:
 
 
 def make_job(webhook: Webhook, n: int) -> Job:
-    event_id = ids.new_id(ids.EVENT)
-    event = EventJson(b'{"n":%d}' % n, event_id, "instance.created", "ten_test", None, 0)
-    task = DeliveryTaskJson(
-        ids.delivery_id(event_id, webhook.id), webhook.id, "ten_test", webhook.url, event, 0, 0
-    )
-    message = Message(topic="t.deliveries", partition=0, offset=n, value=b"task")
-    return Job(
-        message, None, FRESH, PartitionProgress(), n, task=task, webhook=webhook, secrets=(SECRET,)
-    )
+    return lane_job(webhook, n, secrets=(SECRET,))
 
 
 class Harness:
@@ -264,3 +257,44 @@ async def test_a_task_whose_webhook_went_away_is_dropped_unposted(deleted: bool)
     await harness.finish()
     assert posted == [] and harness.lanes.attempted == []
     assert harness.dropped == [(job, None if deleted else harness.webhooks[webhook.id])]
+
+
+async def test_a_traced_attempt_ends_its_span_at_the_answer_and_sends_it_with_the_outputs() -> None:
+    spans = KeepSpans()
+    tracing.configure("test", exporter=spans, env={})
+    try:
+        answered_at: list[int] = []
+
+        def answer(url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
+            answered_at.append(time.time_ns())
+            if body == b'{"n":1}':
+                raise RuntimeError("transport bug")
+            return ok(503)
+
+        harness = Harness(answer)
+        webhook = make_webhook("https://a.example/hook")
+        parent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+        first = lane_job(webhook, 0, headers=[("traceparent", parent.encode())], secrets=(SECRET,))
+        assert harness.queue(first) and harness.queue(make_job(webhook, 1))
+        await asyncio.wait_for(asyncio.gather(*harness.runners), 5)
+        assert [str(failure) for failure in harness.failures] == ["transport bug"], harness.failures
+        # The POST that raised: its span ended and went out at once, without an answer.
+        [raised] = spans.spans
+        assert raised.end_time >= answered_at[1]
+        assert "http.response.status_code" not in raised.attributes
+        # The answered one: ended when the answer came, out with the attempt's other outputs.
+        [(job, _)] = harness.lanes.attempted
+        assert job is first and job.span is not None
+        assert answered_at[0] <= job.span.end_time < time.time_ns()
+        finish_attempt_spans(harness.lanes.attempted)
+        assert job.span is None
+        span = spans.spans[1]
+        assert span.trace_id == int("ab" * 16, 16) and span.parent_span_id == int("cd" * 8, 16)
+        assert span.end_time <= time.time_ns() and span.end_time - span.start_time > 0
+        assert span.status_code is trace.StatusCode.ERROR
+        assert span.status_description == "retry: HTTP 503"
+        assert span.attributes["http.response.status_code"] == 503
+        finish_attempt_spans(harness.lanes.attempted)  # already sent: never twice
+        assert len(spans.spans) == 2
+    finally:
+        tracing.shutdown()

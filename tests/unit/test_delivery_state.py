@@ -108,6 +108,17 @@ def test_retry_state_round_trip_and_defaults() -> None:
     assert without_retry_headers([("a", b"1"), *state.headers()]) == [("a", b"1")]
 
 
+def test_retry_state_from_headers_as_consumed() -> None:
+    traceparent = ("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")
+    assert parse_retry_state([traceparent]) is FRESH  # a first attempt that is traced
+    assert parse_retry_state([]) is FRESH
+    assert parse_retry_state([traceparent, ("retry-attempt", b"4")]).attempts == 4
+    assert parse_retry_state({"retry-attempt": b"2", "other": b"x"}).attempts == 2
+    assert parse_retry_state([("retry-last-error", "HTTP 502"), ("retry-attempt", None)]) == (
+        RetryState(last_error="HTTP 502")
+    )
+
+
 def test_redrive_record_strips_bookkeeping_and_keeps_the_rest() -> None:
     headers = [
         ("trace", b"abc"),

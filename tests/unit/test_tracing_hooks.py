@@ -14,16 +14,19 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from delivery.outcome import Outcome, Verdict
-from delivery.retry_headers import FRESH
 from delivery.trace import end_attempt_span, start_attempt_span
 from delivery.transport import AttemptResult
 from plumbing import tracing
 from plumbing.kafka.produce import Delivered, Record
 from producers.observability import traced_publish, traced_request
+from schemas import ids
+from schemas.webhook import Webhook
 from streams.trace import BatchTrace
+from tests.fixtures_delivery import make_job
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER = f"00-{TRACE}-00f067aa0ba902b7-01"
+WEBHOOK = Webhook(id=ids.new_id(ids.WEBHOOK), tenant_id="ten_test", url="https://hooks.example/in")
 
 
 @pytest.fixture
@@ -141,12 +144,9 @@ def test_a_batch_span_links_at_most_the_sdks_link_limit(
 def test_each_attempt_is_a_span_whose_traceparent_the_endpoint_gets(
     spans: InMemorySpanExporter,
 ) -> None:
-    class Message:
-        def headers(self) -> list[tuple[str, bytes]]:
-            return [("traceparent", CALLER.encode()), ("retry-attempt", b"2")]
-
-    task = SimpleNamespace(id="deli_1", event=SimpleNamespace(id="evt_1"))
-    job: Any = SimpleNamespace(message=Message(), task=task, webhook=None, state=FRESH)
+    job = make_job(WEBHOOK, 1, headers=[("traceparent", CALLER.encode()), ("retry-attempt", b"2")])
+    job.webhook = None
+    assert job.task is not None
     headers = {"webhook-id": "evt_1"}
     started = start_attempt_span(job, headers)  # as Lanes._run does, around its POST
     assert started is not None
@@ -160,8 +160,8 @@ def test_each_attempt_is_a_span_whose_traceparent_the_endpoint_gets(
     assert span.status.description == "retry: HTTP 503"  # the verdict, and why
     assert span.attributes == {
         "cpevents.attempt": 1,
-        "cpevents.delivery_id": "deli_1",
-        "cpevents.event_id": "evt_1",
+        "cpevents.delivery_id": job.task.id,
+        "cpevents.event_id": job.task.event.id,
         "http.response.status_code": 503,
     }
 
@@ -169,12 +169,8 @@ def test_each_attempt_is_a_span_whose_traceparent_the_endpoint_gets(
 def test_an_attempt_without_an_answer_has_no_status_code(
     spans: InMemorySpanExporter,
 ) -> None:
-    class Message:
-        def headers(self) -> None:
-            return None  # no trace context: the attempt's span is a root
-
-    webhook = SimpleNamespace(id="wh_1")
-    job: Any = SimpleNamespace(message=Message(), task=None, webhook=webhook, state=FRESH)
+    job = make_job(WEBHOOK, 1)  # no headers, so no trace context: the span is a root
+    job.task = None
     started = start_attempt_span(job, {})
     assert started is not None
     end_attempt_span(
@@ -182,5 +178,5 @@ def test_an_attempt_without_an_answer_has_no_status_code(
     )
     [span] = spans.get_finished_spans()
     assert span.parent is None
-    assert span.attributes == {"cpevents.attempt": 1, "cpevents.webhook_id": "wh_1"}
+    assert span.attributes == {"cpevents.attempt": 1, "cpevents.webhook_id": WEBHOOK.id}
     assert span.status.description == "retry: connection refused"

@@ -3,8 +3,10 @@
     .venv/bin/python bench/tracing_cost.py [--spans 20000] [--rounds 5] [--profile FILE]
 
 The spans are made by the code the services run: the delivery worker's ``POST webhook`` span
-(``delivery.trace``: a lean span, child of the task's ``traceparent``, its own written into the
-endpoint's request, started and ended around the POST as ``Lanes._run`` does) and the router's
+(``delivery.trace``: a lean span, child of the task's ``traceparent``, made for a batch of
+records as the worker reads them, started and ended around the POST as ``Lanes._run`` does, its
+own ``traceparent`` written into the endpoint's request, and finished for the batch with the
+attempts' outputs) and the router's
 ``route`` span (``streams.trace.BatchTrace``: one per batch of 1000 events, each event in a
 trace of its own, so the span keeps the SDK's limit of 128 links; tasks carry their event's
 headers), with the real ``BatchSpanProcessor`` and our OTLP/HTTP exporter
@@ -53,7 +55,7 @@ from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from delivery.gctune import steady_state_gc
 from delivery.lanes import Job
 from delivery.outcome import Outcome, Verdict
-from delivery.trace import end_attempt_span, start_attempt_span
+from delivery.trace import finish_attempt_spans, prepare_attempt_spans, start_attempt_span
 from delivery.transport import AttemptResult
 from plumbing import tracing
 from plumbing.kafka.produce import Record
@@ -145,17 +147,28 @@ def attempts(n: int, traced: bool) -> None:
         _attempts(n, traced)
 
 
+ATTEMPT_BATCH = 500  # records the delivery worker reads at a time (its _BATCH)
+
+
 def _attempts(n: int, traced: bool) -> None:
     the_jobs = jobs()
     headers = SIGNED
-    if traced:  # as Lanes._run does it
-        for i in range(n):
-            job = the_jobs[i % CONTEXTS]
-            request = dict(headers)
-            span = start_attempt_span(job, request)
-            result = run(post(URL, BODY, request))
-            if span is not None:
-                end_attempt_span(span, job, result)
+    if traced:  # as DeliveryWorker._consume, Lanes._run and DeliveryWorker._settle_attempts do
+        for first in range(0, n, ATTEMPT_BATCH):
+            batch = [the_jobs[i % CONTEXTS] for i in range(first, min(first + ATTEMPT_BATCH, n))]
+            for job, span in zip(
+                batch, prepare_attempt_spans([j.message for j in batch]), strict=True
+            ):
+                job.span = span
+            attempted = []
+            for job in batch:
+                request = dict(headers)
+                span = start_attempt_span(job, request)
+                result = run(post(URL, BODY, request))
+                if span is not None:
+                    span.end_time = time.time_ns()
+                attempted.append((job, result))
+            finish_attempt_spans(attempted)
     else:
         for i in range(n):
             job = the_jobs[i % CONTEXTS]

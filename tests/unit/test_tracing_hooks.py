@@ -5,16 +5,18 @@ delivery attempt's span puts its own into the endpoint's request."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from delivery.outcome import Outcome, Verdict
-from delivery.trace import end_attempt_span, start_attempt_span
+from delivery.trace import end_attempt_span, prepare_attempt_spans, start_attempt_span
 from delivery.transport import AttemptResult
 from plumbing import tracing
 from plumbing.kafka.produce import Delivered, Record
@@ -180,3 +182,35 @@ def test_an_attempt_without_an_answer_has_no_status_code(
     assert span.parent is None
     assert span.attributes == {"cpevents.attempt": 1, "cpevents.webhook_id": WEBHOOK.id}
     assert span.status.description == "retry: connection refused"
+
+
+def test_spans_made_as_records_are_read_start_with_their_attempts(
+    spans: InMemorySpanExporter,
+) -> None:
+    records = [
+        Message(topic="t.deliveries", headers=[("traceparent", CALLER.encode())]),
+        Message(topic="t.deliveries"),  # no context: a root
+    ]
+    made = prepare_attempt_spans(records)
+    assert all(span is not None for span in made)
+    assert not spans.get_finished_spans(), "made, not sent"
+    job = make_job(WEBHOOK, 1, headers=[("traceparent", CALLER.encode())])
+    job.span = made[0]
+    before = time.time_ns()
+    headers: dict[str, str] = {}
+    assert start_attempt_span(job, headers) is made[0]  # the same span, started now
+    assert made[0] is not None and made[0].start_time >= before
+    assert headers["traceparent"] == made[0].traceparent
+    end_attempt_span(made[0], job, AttemptResult(200, Outcome(Verdict.DELIVERED, "HTTP 200"), 1.0))
+    assert job.span is None
+    [span] = spans.get_finished_spans()
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert span.context.trace_id == int(TRACE, 16) and span.start_time >= before
+    assert made[1] is not None and made[1].parent_span_id == 0
+
+
+def test_no_spans_are_made_when_tracing_is_off() -> None:
+    assert prepare_attempt_spans([Message(topic="t"), Message(topic="t")]) == [None, None]
+    job = make_job(WEBHOOK, 1, headers=[("traceparent", CALLER.encode())])
+    headers: dict[str, str] = {}
+    assert start_attempt_span(job, headers) is None and not headers

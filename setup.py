@@ -19,7 +19,6 @@ COMPILED = [
     # and the delivery attempt's lean span, made and encoded per attempt.
     "plumbing/lean_spans.py",
     "plumbing/otlp_encoding.py",
-    "delivery/trace.py",
 ]
 # One shared library for the group, schemas/native__mypyc.*.so (each module gets a small shim of
 # its own): without a name, mypyc would name it after a hash of the module list and put it at the

@@ -8,8 +8,10 @@ the ``retry-*`` ones are replaced), so every attempt of a delivery, first or ret
 of the same trace, with the same parent.
 
 The span is a lean one (``plumbing.lean_spans``): the same span the SDK would make, at a
-fraction of its CPU, as there is one per attempt. For the same reason this module is compiled
-with mypyc (setup.py): run per attempt, as Python it cost about 1 µs more, three in place.
+fraction of its CPU, as there is one per attempt. The worker makes the spans of a batch of
+records as it reads them, and finishes a batch of them with the attempts' other outputs: made
+and finished one by one between HTTP calls, the same work cost it two to three times the CPU
+(docs/performance.md, Observability).
 
 Attributes: ``cpevents.attempt`` (1 for the first), ``cpevents.delivery_id``,
 ``cpevents.event_id``, ``cpevents.webhook_id``, and ``http.response.status_code`` when the

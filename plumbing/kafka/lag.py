@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
@@ -32,6 +32,7 @@ from plumbing.settings import Settings
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "READ_BUDGET",
     "LagCollector",
     "LagReader",
     "LagSample",
@@ -43,6 +44,10 @@ __all__ = [
 
 TP = tuple[str, int]
 _MAX_GROUPS = 16
+# How long one scrape's reading may go on before the groups left are skipped: a healthy Kafka
+# answers every group's calls in milliseconds, an unreachable one makes each group wait its
+# calls' timeouts (5 s each), and Prometheus gives up on a scrape after 10 s by default.
+READ_BUDGET = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +220,10 @@ class LagCollector(Collector):
         per_partition: bool | None = None,
         cache: float | None = None,
         reader: LagReader | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._groups = dict(groups)
         self._per_partition = (
             settings.metrics_lag_per_partition if per_partition is None else per_partition
@@ -252,7 +259,7 @@ class LagCollector(Collector):
     def samples(self) -> list[LagSample]:
         """The current reading (refreshed if older than the cache time)."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if now - self._read_at >= self._cache:
                 self._samples = self._read()
                 self._read_at = now
@@ -262,7 +269,16 @@ class LagCollector(Collector):
         if self._reader is None:
             self._reader = LagReader(self._settings)
         samples: list[LagSample] = []
-        for group, topics in self._groups.items():
+        groups = list(self._groups.items())
+        deadline = self._clock() + READ_BUDGET
+        for done, (group, topics) in enumerate(groups):
+            if self._clock() >= deadline:  # Kafka is slow or away: the scrape must still answer
+                log.warning(
+                    "consumer lag of %d groups not read: reading took over %ss",
+                    len(groups) - done,
+                    READ_BUDGET,
+                )
+                break
             try:
                 samples.extend(self._reader.lags(group, topics, self._per_partition))
             except Exception as exc:  # Kafka unreachable: no sample rather than a failed scrape

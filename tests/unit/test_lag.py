@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pytest
+
 from plumbing.kafka.lag import (
+    READ_BUDGET,
     LagCollector,
     LagReader,
     LagSample,
@@ -90,3 +93,26 @@ def test_an_unreachable_kafka_gives_no_sample_not_a_failed_scrape() -> None:
     collector = LagCollector(Settings(), {"grp": ["t"]}, cache=0, reader=Broken())
     [family] = list(collector.collect())
     assert family.samples == []
+
+
+def test_a_scrape_reads_no_more_groups_once_kafka_took_the_read_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+
+    class Slow(FakeReader):
+        def read(self, group: str, topics: Iterable[str] = ()) -> dict[tuple[str, int], Offsets]:
+            self.reads += 1
+            now[0] += READ_BUDGET  # each call's timeout, as an unreachable Kafka makes it wait
+            raise RuntimeError("timed out")
+
+    reader = Slow()
+    groups = {f"grp{n}": ["t"] for n in range(4)}
+    collector = LagCollector(Settings(), groups, cache=0, reader=reader, clock=lambda: now[0])
+    [family] = list(collector.collect())
+    assert family.samples == [] and reader.reads == 1
+    assert "consumer lag of 3 groups not read" in caplog.text
+    fast = FakeReader()  # a healthy Kafka: every group read in the same scrape
+    healthy = LagCollector(Settings(), groups, cache=0, reader=fast, clock=lambda: now[0])
+    [family] = list(healthy.collect())
+    assert fast.reads == 4 and len(family.samples) == 4

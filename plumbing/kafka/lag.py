@@ -259,10 +259,11 @@ class LagCollector(Collector):
     def samples(self) -> list[LagSample]:
         """The current reading (refreshed if older than the cache time)."""
         with self._lock:
-            now = self._clock()
-            if now - self._read_at >= self._cache:
+            if self._clock() - self._read_at >= self._cache:
                 self._samples = self._read()
-                self._read_at = now
+                # From the reading's end: a reading that took the cache time (Kafka away) is
+                # still reused, rather than every scrape waiting for a new one.
+                self._read_at = self._clock()
             return self._samples
 
     def _read(self) -> list[LagSample]:

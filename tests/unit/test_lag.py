@@ -112,6 +112,12 @@ def test_a_scrape_reads_no_more_groups_once_kafka_took_the_read_budget(
     [family] = list(collector.collect())
     assert family.samples == [] and reader.reads == 1
     assert "consumer lag of 3 groups not read" in caplog.text
+    cached = LagCollector(Settings(), groups, cache=5, reader=reader, clock=lambda: now[0])
+    list(cached.collect())
+    assert reader.reads == 2
+    now[0] += 4.9
+    list(cached.collect())  # within the cache time from the slow reading's end: reused
+    assert reader.reads == 2
     fast = FakeReader()  # a healthy Kafka: every group read in the same scrape
     healthy = LagCollector(Settings(), groups, cache=0, reader=fast, clock=lambda: now[0])
     [family] = list(healthy.collect())
